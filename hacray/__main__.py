@@ -1,0 +1,5 @@
+import sys
+
+from hacray.cli import main
+
+sys.exit(main())

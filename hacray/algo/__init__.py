@@ -1,0 +1,1 @@
+"""The algorithm in plain Python: it never imports ray."""

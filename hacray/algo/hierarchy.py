@@ -1,0 +1,65 @@
+"""The spaces of each level of the hierarchy, derived once from the env and the config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hacray.config import Config
+from hacray.envs import EnvSpec
+
+
+@dataclass(frozen=True)
+class LevelSpace:
+    """Level ``index``'s goal and action spaces.
+
+    The top level's goals are the env's goals; every lower level's goals are subgoals
+    (``obs[subgoal_indices]``). Level 0 acts in the env's action box; a level above it acts by
+    proposing a subgoal inside [subgoal_low, subgoal_high].
+    """
+
+    index: int
+    horizon: int
+    goal_dim: int
+    act_dim: int
+    act_low: np.ndarray
+    act_high: np.ndarray
+    threshold: float
+    q_low: float
+    goal_indices: np.ndarray | None
+    """Observation indices of this level's goal space; None for the top (env goal)."""
+
+    def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
+        """This level's goal-space view of an observation."""
+        return env_achieved if self.goal_indices is None else obs[..., self.goal_indices]
+
+    def scale_action(self, action: np.ndarray) -> np.ndarray:
+        """Env units -> [-1, 1]."""
+        centre, half = (self.act_high + self.act_low) / 2, (self.act_high - self.act_low) / 2
+        return (action - centre) / half
+
+    def unscale_action(self, unit: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> env units."""
+        centre, half = (self.act_high + self.act_low) / 2, (self.act_high - self.act_low) / 2
+        return centre + half * unit
+
+
+def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
+    """Level 0 first. With one level this is exactly DDPG+HER's single goal-conditioned policy."""
+    agent, levels = config.agent, config.agent.levels
+    sub_dim = len(spec.subgoal_indices)
+    spaces = []
+    for i in range(levels):
+        top = i == levels - 1
+        horizon = agent.horizons[i]
+        q_low = -1.0 / (1.0 - config.learner.gamma) if levels == 1 else -float(horizon)
+        spaces.append(LevelSpace(
+            index=i, horizon=horizon,
+            goal_dim=spec.goal_dim if top else sub_dim,
+            act_dim=spec.action_dim if i == 0 else sub_dim,
+            act_low=(-np.ones(spec.action_dim) if i == 0 else spec.subgoal_low).astype(np.float32),
+            act_high=(np.ones(spec.action_dim) if i == 0 else spec.subgoal_high).astype(np.float32),
+            threshold=spec.goal_threshold if top else spec.subgoal_threshold,
+            q_low=q_low,
+            goal_indices=None if top else np.asarray(spec.subgoal_indices)))
+    return spaces

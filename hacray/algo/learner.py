@@ -1,0 +1,179 @@
+"""The learner: DDPG updates for every level of the hierarchy, on CPU or GPU.
+
+``update(batches)`` takes one float32 numpy batch per level and returns a metrics dict;
+``weights()`` exports what rollout workers need; ``state_dict()`` is the whole checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from hacray.algo.hierarchy import LevelSpace
+from hacray.algo.networks import Actor, Critic, export_actor
+from hacray.algo.normalizer import Normalizer
+from hacray.config import LearnerConfig
+from hacray.types import NormalizerStats, PolicyWeights, Transitions
+
+
+def pick_device(requested: str) -> torch.device:
+    """auto -> cuda when available, else cpu; asking for cuda without one is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("learner.device is cuda but torch sees no CUDA GPU on this machine")
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
+
+
+class _Level:
+    """One level's networks, targets, optimisers and input scaling."""
+
+    def __init__(self, space: LevelSpace, obs_dim: int, config: LearnerConfig,
+                 device: torch.device):
+        self.space = space
+        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
+        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        centre = (space.act_high + space.act_low) / 2
+        half = (space.act_high - space.act_low) / 2
+        self.act_centre = torch.as_tensor(centre, device=device)
+        self.act_half = torch.as_tensor(half, device=device)
+        self.goal_norm = Normalizer(space.goal_dim, config.norm_eps, config.norm_clip,
+                                    config.obs_clip)
+
+
+class Learner:
+    """Trains all levels; one ``update`` is one gradient step of every level's actor and critic."""
+
+    def __init__(self, spaces: list[LevelSpace], obs_dim: int, config: LearnerConfig, seed: int):
+        self.config = config
+        self.device = pick_device(config.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(config.torch_threads)
+        torch.manual_seed(seed)
+        self.obs_norm = Normalizer(obs_dim, config.norm_eps, config.norm_clip, config.obs_clip)
+        self.levels = [_Level(s, obs_dim, config, self.device) for s in spaces]
+        self.updates = 0
+        self.version = 0
+        self.skipped_updates = 0
+        self._norm_tensors = self._normaliser_tensors()
+
+    # -- normaliser -------------------------------------------------------------------------
+    def set_normalizer(self, obs_stats: NormalizerStats,
+                       goal_stats: tuple[NormalizerStats, ...]) -> None:
+        self.obs_norm.set_stats(obs_stats)
+        for level, stats in zip(self.levels, goal_stats):
+            level.goal_norm.set_stats(stats)
+        self._norm_tensors = self._normaliser_tensors()
+
+    def _normaliser_tensors(self) -> list[tuple[torch.Tensor, ...]]:
+        def t(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, device=self.device)
+        return [(t(self.obs_norm.mean), t(self.obs_norm.std), t(lv.goal_norm.mean),
+                 t(lv.goal_norm.std)) for lv in self.levels]
+
+    def _normalise(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return torch.clamp((torch.clamp(x, -c.obs_clip, c.obs_clip) - mean) / std,
+                           -c.norm_clip, c.norm_clip)
+
+    # -- training ---------------------------------------------------------------------------
+    def update(self, batches: tuple[Transitions, ...]) -> dict[str, float]:
+        """One gradient step per level; a level whose loss is non-finite is skipped and counted."""
+        metrics: dict[str, float] = {}
+        for i, (level, batch) in enumerate(zip(self.levels, batches)):
+            metrics.update(self._update_level(i, level, batch))
+        self.updates += 1
+        return metrics
+
+    def _update_level(self, i: int, level: _Level, batch: Transitions) -> dict[str, float]:
+        c, dev = self.config, self.device
+        b = {k: torch.as_tensor(v, device=dev) for k, v in batch._asdict().items()}
+        obs_mean, obs_std, goal_mean, goal_std = self._norm_tensors[i]
+        obs = self._normalise(b["obs"], obs_mean, obs_std)
+        next_obs = self._normalise(b["next_obs"], obs_mean, obs_std)
+        goal = self._normalise(b["goal"], goal_mean, goal_std)
+        action = (b["action"] - level.act_centre) / level.act_half
+        with torch.no_grad():
+            next_q = level.critic_target(next_obs, goal, level.actor_target(next_obs, goal))
+            target = torch.clamp(b["reward"] + b["discount"] * next_q, level.space.q_low, 0.0)
+        q = level.critic(obs, goal, action)
+        critic_loss = torch.mean((q - target) ** 2)
+        if not torch.isfinite(critic_loss):
+            return self._skip(i)
+        level.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        level.critic_opt.step()
+        pi = level.actor(obs, goal)
+        actor_loss = -level.critic(obs, goal, pi).mean()
+        if i == 0:  # on motor actions only: on subgoals it would pull them to the box centre
+            actor_loss = actor_loss + c.action_l2 * torch.mean(pi ** 2)
+        if not torch.isfinite(actor_loss):
+            return self._skip(i)
+        level.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()  # also fills critic grads, which the next zero_grad discards
+        level.actor_opt.step()
+        self._soft_update(level)
+        return {f"level{i}/critic_loss": critic_loss.detach(),
+                f"level{i}/actor_loss": actor_loss.detach(),
+                f"level{i}/q_mean": q.detach().mean(), f"level{i}/q_min": q.detach().min(),
+                f"level{i}/target_mean": target.mean()}
+
+    def _skip(self, i: int) -> dict[str, float]:
+        self.skipped_updates += 1
+        return {f"level{i}/skipped_updates": float(self.skipped_updates)}
+
+    @torch.no_grad()
+    def _soft_update(self, level: _Level) -> None:
+        for net, target in ((level.actor, level.actor_target), (level.critic, level.critic_target)):
+            torch._foreach_lerp_(list(target.parameters()), list(net.parameters()),
+                                 1.0 - self.config.polyak)
+
+    # -- publishing -------------------------------------------------------------------------
+    def weights(self) -> PolicyWeights:
+        """Actors and normaliser statistics for the workers, tagged with a new version."""
+        self.version += 1
+        return PolicyWeights(
+            version=self.version,
+            actors=tuple(export_actor(lv.actor) for lv in self.levels),
+            obs_stats=self.obs_norm.stats,
+            goal_stats=tuple(lv.goal_norm.stats for lv in self.levels))
+
+    # -- checkpointing ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        def stats(s: NormalizerStats) -> dict[str, Any]:
+            return {"count": s.count, "sum": torch.as_tensor(s.sum),
+                    "sumsq": torch.as_tensor(s.sumsq)}
+        return {
+            "updates": self.updates, "version": self.version,
+            "skipped_updates": self.skipped_updates,
+            "obs_stats": stats(self.obs_norm.stats),
+            "levels": [{
+                "actor": lv.actor.state_dict(), "critic": lv.critic.state_dict(),
+                "actor_target": lv.actor_target.state_dict(),
+                "critic_target": lv.critic_target.state_dict(),
+                "actor_opt": lv.actor_opt.state_dict(), "critic_opt": lv.critic_opt.state_dict(),
+                "goal_stats": stats(lv.goal_norm.stats)} for lv in self.levels],
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        def stats(d: dict[str, Any]) -> NormalizerStats:
+            return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
+        if len(state["levels"]) != len(self.levels):
+            raise ValueError(f"checkpoint has {len(state['levels'])} levels, "
+                             f"config has {len(self.levels)}")
+        self.updates, self.version = state["updates"], state["version"]
+        self.skipped_updates = state["skipped_updates"]
+        for lv, saved in zip(self.levels, state["levels"]):
+            for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt",
+                         "critic_opt"):
+                getattr(lv, name).load_state_dict(saved[name])
+        self.set_normalizer(stats(state["obs_stats"]),
+                            tuple(stats(s["goal_stats"]) for s in state["levels"]))
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,57 @@
+"""Running mean/std normaliser built on mergeable (count, sum, sum of squares) statistics.
+
+Accumulators are float64 so that merging many workers' shards is exact up to rounding;
+everything handed to networks is float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hacray.types import NormalizerStats
+
+
+def empty_stats(dim: int) -> NormalizerStats:
+    """Statistics of no data."""
+    return NormalizerStats(0.0, np.zeros(dim, np.float64), np.zeros(dim, np.float64))
+
+
+def stats_of(data: np.ndarray, clip: float = np.inf) -> NormalizerStats:
+    """Statistics of the rows of ``data`` (shape (N, dim)), clipped to +-clip first."""
+    rows = np.clip(np.asarray(data, np.float64).reshape(len(data), -1), -clip, clip)
+    return NormalizerStats(float(len(rows)), rows.sum(axis=0), np.square(rows).sum(axis=0))
+
+
+def merge(*shards: NormalizerStats) -> NormalizerStats:
+    """Exact combination of shards: the statistics of the union of their data."""
+    count = sum(s.count for s in shards)
+    total = np.sum([s.sum for s in shards], axis=0)
+    total_sq = np.sum([s.sumsq for s in shards], axis=0)
+    return NormalizerStats(float(count), total, total_sq)
+
+
+class Normalizer:
+    """Maps raw inputs to ``clip((clip(x, +-obs_clip) - mean) / std, +-norm_clip)`` in float32."""
+
+    def __init__(self, dim: int, eps: float = 0.01, norm_clip: float = 5.0,
+                 obs_clip: float = 200.0):
+        self.dim, self.eps, self.norm_clip, self.obs_clip = dim, eps, norm_clip, obs_clip
+        self.stats = empty_stats(dim)
+        self.mean = np.zeros(dim, np.float32)
+        self.std = np.ones(dim, np.float32)
+
+    def update(self, data: np.ndarray) -> None:
+        """Fold a batch of raw rows into the statistics."""
+        self.set_stats(merge(self.stats, stats_of(data, self.obs_clip)))
+
+    def set_stats(self, stats: NormalizerStats) -> None:
+        """Replace the statistics (e.g. with the merged ones a learner published)."""
+        self.stats = stats
+        if stats.count > 0:
+            mean = stats.sum / stats.count
+            var = np.maximum(stats.sumsq / stats.count - np.square(mean), 0.0)
+            self.mean = mean.astype(np.float32)
+            self.std = np.maximum(np.sqrt(var), self.eps).astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(x, np.float32), -self.obs_clip, self.obs_clip)
+        return np.clip((clipped - self.mean) / self.std, -self.norm_clip, self.norm_clip)

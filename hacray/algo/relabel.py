@@ -1,0 +1,105 @@
+"""HAC and HER transitions as pure functions of one level's segment.
+
+Index convention (pinned by tests): a segment with n actions has n+1 observations; action t
+moves obs[t] to obs[t+1], so its outcome is ``achieved[t+1]``. "future" goals for action t are
+drawn from ``achieved[t+1 .. n]`` inclusive: the state right after the action counts as future.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from hacray.types import Segment, Transitions
+
+ReachedFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(achieved (N, d), goal (N, d)) -> (N,) bool: is each goal reached."""
+
+
+def distance_reached(threshold: float) -> ReachedFn:
+    """Goal reached when the Euclidean distance is below ``threshold`` (Fetch's rule)."""
+    def reached(achieved: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(achieved - goal, axis=-1) < threshold
+    return reached
+
+
+def hindsight_goal_indices(n: int, scheme: str, k: int, rng: np.random.Generator
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Which achieved states become goals: returns (t, j) pairs, goal for action t is achieved[j].
+
+    future:  k draws from [t+1, n];  final: j = n once per t;  episode: k draws from [1, n];
+    hac:     j = n once plus k-1 draws from [t+1, n];  none: no pairs.
+    """
+    t = np.arange(n)
+    if scheme == "none" or n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if scheme == "final":
+        return t, np.full(n, n)
+    draws = k - 1 if scheme == "hac" else k
+    rows = np.repeat(t, max(draws, 0))
+    if scheme == "episode":
+        cols = rng.integers(1, n + 1, size=rows.shape)
+    elif scheme in ("future", "hac"):
+        # uniform over t+1 .. n inclusive
+        cols = rows + 1 + np.floor(rng.random(rows.shape) * (n - rows)).astype(np.int64)
+    else:
+        raise ValueError(f"unknown relabel scheme {scheme!r}")
+    if scheme == "hac":
+        rows, cols = np.concatenate([t, rows]), np.concatenate([np.full(n, n), cols])
+    return rows, cols
+
+
+def segment_transitions(segment: Segment, *, reached: ReachedFn, gamma: float, horizon: int,
+                        scheme: str, k: int, terminate_on_goal: bool,
+                        rng: np.random.Generator, keep_original: bool = True) -> Transitions:
+    """All transitions HAC stores for one segment, in a fixed order.
+
+    1. hindsight action transitions under the original goal (skipped when not keep_original);
+    2. subgoal-test penalties: tested and missed actions, reward -horizon, discount 0,
+       with the action as proposed;
+    3. hindsight goal transitions from :func:`hindsight_goal_indices`, rewards recomputed.
+    Transitions 1 and 3 store the hindsight action (what the level below actually achieved).
+    """
+    n = len(segment.actions)
+    rows_t, rows_j = hindsight_goal_indices(n, scheme, k, rng)
+    parts = []
+    if keep_original:
+        goals = np.broadcast_to(segment.goal, (n, segment.goal.shape[-1]))
+        parts.append(_transitions(segment, np.arange(n), goals, reached, gamma,
+                                  terminate_on_goal))
+    penalised = np.flatnonzero(segment.tested & segment.missed)
+    if len(penalised):
+        parts.append(Transitions(
+            obs=segment.obs[penalised],
+            goal=np.broadcast_to(segment.goal, (len(penalised), segment.goal.shape[-1])),
+            action=segment.actions[penalised],
+            reward=np.full(len(penalised), -float(horizon), np.float32),
+            discount=np.zeros(len(penalised), np.float32),
+            next_obs=segment.obs[penalised + 1]))
+    if len(rows_t):
+        parts.append(_transitions(segment, rows_t, segment.achieved[rows_j], reached, gamma,
+                                  terminate_on_goal))
+    return concat(parts, segment)
+
+
+def _transitions(segment: Segment, t: np.ndarray, goals: np.ndarray, reached: ReachedFn,
+                 gamma: float, terminate_on_goal: bool) -> Transitions:
+    hit = reached(segment.achieved[t + 1], goals)
+    discount = np.where(hit & terminate_on_goal, 0.0, gamma)
+    return Transitions(obs=segment.obs[t], goal=goals, action=segment.hindsight_actions[t],
+                       reward=hit.astype(np.float32) - 1.0, discount=discount,
+                       next_obs=segment.obs[t + 1])
+
+
+def concat(parts: list[Transitions], like: Segment | None = None) -> Transitions:
+    """Concatenate transition batches into one float32 batch (empty if no parts)."""
+    if not parts:
+        assert like is not None, "concat of nothing needs a segment to take shapes from"
+        return Transitions(
+            obs=np.zeros((0, like.obs.shape[-1]), np.float32),
+            goal=np.zeros((0, like.goal.shape[-1]), np.float32),
+            action=np.zeros((0, like.actions.shape[-1]), np.float32),
+            reward=np.zeros(0, np.float32), discount=np.zeros(0, np.float32),
+            next_obs=np.zeros((0, like.obs.shape[-1]), np.float32))
+    return Transitions(*(np.concatenate(f).astype(np.float32, copy=False)
+                         for f in zip(*parts)))

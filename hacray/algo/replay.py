@@ -1,0 +1,139 @@
+"""Replay: per-level numpy ring buffers of transitions, fed whole episodes.
+
+Episodes are relabelled at insert time by the pure functions in :mod:`hacray.algo.relabel`;
+sampling needs only an ``rng`` (no live env). The same object backs the local runner and the
+replay actor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hacray.algo import normalizer
+from hacray.algo.relabel import ReachedFn, segment_transitions
+from hacray.types import Episode, NormalizerStats, Transitions
+
+
+class RingBuffer:
+    """Fixed-capacity FIFO of transitions; the oldest rows are overwritten first."""
+
+    def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_dim: int):
+        self.capacity, self.size, self.cursor = capacity, 0, 0
+        shapes = dict(obs=obs_dim, goal=goal_dim, action=act_dim, reward=None, discount=None,
+                      next_obs=obs_dim)
+        self.data = {k: np.zeros((capacity,) if d is None else (capacity, d), np.float32)
+                     for k, d in shapes.items()}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, batch: Transitions) -> None:
+        """Append rows; a batch larger than the capacity keeps only its newest rows."""
+        n = len(batch)
+        if n == 0:
+            return
+        rows = np.arange(self.cursor, self.cursor + n) % self.capacity
+        keep = slice(max(0, n - self.capacity), n)
+        for name, column in zip(Transitions._fields, batch):
+            self.data[name][rows[keep]] = column[keep]
+        self.cursor = int((self.cursor + n) % self.capacity)
+        self.size = min(self.capacity, self.size + n)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        """Uniform sample with replacement."""
+        idx = rng.integers(0, self.size, size=batch_size)
+        return Transitions(*(self.data[name][idx] for name in Transitions._fields))
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """What the replay needs to know about one level."""
+
+    horizon: int
+    goal_dim: int
+    act_dim: int
+    reached: ReachedFn
+
+
+class HierarchicalReplay:
+    """Relabels incoming episodes level by level and keeps one ring buffer per level.
+
+    It also owns the normaliser statistics of everything it has received (observations and
+    every level's goals), so that all workers' data merges into one global normaliser.
+    """
+
+    def __init__(self, levels: list[LevelSpec], obs_dim: int, capacity: int, gamma: float,
+                 scheme: str, k: int, terminate_on_goal: bool, drop_degenerate: bool,
+                 obs_clip: float, rng: np.random.Generator):
+        self.levels, self.gamma, self.scheme, self.k = levels, gamma, scheme, k
+        self.terminate_on_goal, self.drop_degenerate = terminate_on_goal, drop_degenerate
+        self.obs_clip, self.rng = obs_clip, rng
+        self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim) for lv in levels]
+        self.obs_stats = normalizer.empty_stats(obs_dim)
+        self.goal_stats = [normalizer.empty_stats(lv.goal_dim) for lv in levels]
+        self.episodes = 0
+        self.env_steps = 0
+        self.degenerate_episodes = 0
+
+    def add_episode(self, episode: Episode) -> None:
+        """Relabel every segment of every level, store the transitions, fold in statistics."""
+        top = len(self.levels) - 1
+        for level, segments in enumerate(episode.segments):
+            spec = self.levels[level]
+            for segment in segments:
+                keep_original = not (level == top and episode.stats.degenerate
+                                     and self.drop_degenerate)
+                self.buffers[level].add(segment_transitions(
+                    segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
+                    scheme=self.scheme, k=self.k, terminate_on_goal=self.terminate_on_goal,
+                    rng=self.rng, keep_original=keep_original))
+                self.goal_stats[level] = normalizer.merge(
+                    self.goal_stats[level],
+                    normalizer.stats_of(np.vstack([segment.achieved, segment.goal[None]]),
+                                        self.obs_clip))
+        # every observation of the episode passes through level 0's segments exactly once
+        obs = [s.obs[:-1] for s in episode.segments[0]] + [episode.segments[0][-1].obs[-1:]]
+        self.obs_stats = normalizer.merge(self.obs_stats,
+                                          normalizer.stats_of(np.vstack(obs), self.obs_clip))
+        self.episodes += 1
+        self.env_steps += episode.stats.env_steps
+        self.degenerate_episodes += int(episode.stats.degenerate)
+
+    def sizes(self) -> list[int]:
+        return [len(b) for b in self.buffers]
+
+    def ready(self, min_size: int) -> bool:
+        """Every level holds enough transitions to fill a batch, the bottom one min_size."""
+        return len(self.buffers[0]) >= min_size and all(len(b) > 0 for b in self.buffers)
+
+    def sample(self, batch_size: int) -> tuple[Transitions, ...]:
+        """One batch per level."""
+        return tuple(b.sample(batch_size, self.rng) for b in self.buffers)
+
+    def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
+        return self.obs_stats, tuple(self.goal_stats)
+
+
+class RateLimiter:
+    """Keeps updates per env step near a fixed ratio (Reverb's SampleToInsertRatio, in updates).
+
+    Sampling waits until ``min_size`` is reached and while updates run more than ``tolerance``
+    ahead of ``ratio * env_steps``; inserting waits while they lag more than ``tolerance`` behind.
+    """
+
+    def __init__(self, ratio: float, tolerance: float):
+        self.ratio, self.tolerance = ratio, tolerance
+        self.env_steps, self.updates = 0, 0
+
+    def owed(self) -> float:
+        """Updates the learner may do now (negative: it is ahead)."""
+        return self.ratio * self.env_steps - self.updates
+
+    def can_update(self) -> bool:
+        """One more update keeps the learner at most ``tolerance`` updates ahead."""
+        return self.owed() + self.tolerance >= 1
+
+    def can_insert(self) -> bool:
+        """The learner is at most ``tolerance`` updates behind."""
+        return self.owed() <= self.tolerance

@@ -1,0 +1,156 @@
+"""One hierarchical episode: level i proposes subgoals that level i-1 pursues for up to H attempts.
+
+Plain numpy: the policy is the learner's exported actors plus normaliser statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hacray.algo.hierarchy import LevelSpace
+from hacray.algo.networks import actor_forward
+from hacray.algo.normalizer import Normalizer
+from hacray.algo.relabel import distance_reached
+from hacray.config import AgentConfig, LearnerConfig
+from hacray.envs import GoalEnv
+from hacray.types import Episode, EpisodeStats, PolicyWeights, Segment
+
+
+class Policy:
+    """Deterministic actors of every level, evaluated in numpy on normalised inputs."""
+
+    def __init__(self, spaces: list[LevelSpace], obs_dim: int, config: LearnerConfig):
+        self.spaces = spaces
+        norm = (config.norm_eps, config.norm_clip, config.obs_clip)
+        self.obs_norm = Normalizer(obs_dim, *norm)
+        self.goal_norms = [Normalizer(s.goal_dim, *norm) for s in spaces]
+        self.weights: PolicyWeights | None = None
+
+    @property
+    def version(self) -> int:
+        return 0 if self.weights is None else self.weights.version
+
+    def set_weights(self, weights: PolicyWeights) -> None:
+        self.weights = weights
+        self.obs_norm.set_stats(weights.obs_stats)
+        for norm, stats in zip(self.goal_norms, weights.goal_stats):
+            norm.set_stats(stats)
+
+    def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The level's deterministic action in env units (random-init weights before training)."""
+        assert self.weights is not None, "Policy.set_weights must be called before acting"
+        inputs = np.concatenate([self.obs_norm(obs), self.goal_norms[level](goal)])
+        unit = actor_forward(self.weights.actors[level], inputs[None])[0]
+        return self.spaces[level].unscale_action(unit).astype(np.float32)
+
+
+@dataclass
+class _Recorder:
+    """Mutable bookkeeping of one episode while it runs."""
+
+    segments: list[list[Segment]]
+    obs: np.ndarray
+    env_achieved: np.ndarray
+    env_steps: int = 0
+    done: bool = False
+    success: bool = False
+    episode_return: float = 0.0
+    subgoals_given: np.ndarray | None = None
+    subgoals_reached: np.ndarray | None = None
+    tests: int = 0
+    tests_failed: int = 0
+
+
+def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
+                rng: np.random.Generator, explore: bool, worker_id: int = 0) -> Episode:
+    """Play one episode from ``env.reset(env_seed)``; exploration noise and subgoal tests only
+    when ``explore``. Returns every level's segments and the episode's statistics."""
+    spaces = policy.spaces
+    top = len(spaces) - 1
+    obs, achieved, goal = env.reset(env_seed)
+    rec = _Recorder(segments=[[] for _ in spaces], obs=obs, env_achieved=achieved,
+                    subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)))
+    reached_top = distance_reached(spaces[top].threshold)
+    degenerate = bool(reached_top(achieved, goal))
+    _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
+    given = rec.subgoals_given
+    reach = tuple(float(r / g) if g else float("nan") for r, g in zip(rec.subgoals_reached, given))
+    spread = tuple(float("nan") if i == 0 or not rec.segments[i] else float(np.mean(
+        np.std(np.vstack([s.actions for s in rec.segments[i]]), axis=0)))
+        for i in range(len(spaces)))
+    stats = EpisodeStats(
+        success=float(rec.success), env_steps=rec.env_steps, episode_return=rec.episode_return,
+        degenerate=degenerate, subgoal_reach=reach, subgoal_spread=spread,
+        subgoal_tests_failed=rec.tests_failed / rec.tests if rec.tests else 0.0)
+    return Episode(segments=tuple(tuple(s) for s in rec.segments), stats=stats,
+                   policy_version=policy.version, worker_id=worker_id)
+
+
+def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
+             rng: np.random.Generator) -> np.ndarray:
+    """Uniform random action with probability random_eps, else Gaussian noise; kept in bounds."""
+    if rng.random() < agent.random_eps:
+        return rng.uniform(space.act_low, space.act_high).astype(np.float32)
+    half = (space.act_high - space.act_low) / 2
+    noisy = action + agent.noise_std * half * rng.standard_normal(space.act_dim)
+    return np.clip(noisy, space.act_low, space.act_high).astype(np.float32)
+
+
+def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy: Policy,
+               agent: AgentConfig, rng: np.random.Generator, explore: bool,
+               rec: _Recorder) -> bool:
+    """Level ``level`` pursues ``goal`` for up to H attempts; returns whether it reached it.
+
+    Lower levels return as soon as their goal is reached; the top level uses all its attempts
+    unless the env's episode ends first. ``testing`` (a subgoal test above) switches off noise.
+    """
+    space = policy.spaces[level]
+    reached = distance_reached(space.threshold)
+    obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved)]
+    actions, hindsight, tested, missed = [], [], [], []
+    goal_hit = False
+    for _ in range(space.horizon):
+        action = policy.act(level, rec.obs, goal)
+        if explore and not testing:
+            action = _explore(action, space, agent, rng)
+        if level == 0:
+            _env_step(env, action, rec)
+            hindsight.append(action)
+            tested.append(False)
+            missed.append(False)
+        else:
+            test = testing or (explore and rng.random() < agent.subgoal_test_prob)
+            sub_hit = _run_level(level - 1, action, test, env, policy, agent, rng, explore, rec)
+            below = policy.spaces[level - 1]
+            hindsight.append(below.achieved(rec.obs, rec.env_achieved))
+            # a subgoal whose attempts were cut off by the episode's end was not missed
+            cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
+            tested.append(test)
+            missed.append(not sub_hit and not cut_off)
+            if not cut_off:
+                rec.subgoals_given[level - 1] += 1
+                rec.subgoals_reached[level - 1] += sub_hit
+                rec.tests += test
+                rec.tests_failed += test and not sub_hit
+        actions.append(action)
+        obs_rows.append(rec.obs)
+        ach_rows.append(space.achieved(rec.obs, rec.env_achieved))
+        goal_hit = bool(reached(ach_rows[-1], goal))
+        if rec.done or (goal_hit and level < len(policy.spaces) - 1):
+            break
+    rec.segments[level].append(Segment(
+        level=level, obs=np.stack(obs_rows), achieved=np.stack(ach_rows),
+        goal=np.asarray(goal, np.float32), actions=np.stack(actions),
+        hindsight_actions=np.stack(hindsight).astype(np.float32),
+        tested=np.asarray(tested, bool), missed=np.asarray(missed, bool)))
+    return goal_hit
+
+
+def _env_step(env: GoalEnv, action: np.ndarray, rec: _Recorder) -> None:
+    obs, achieved, success, truncated = env.step(action)
+    rec.obs, rec.env_achieved = obs, achieved
+    rec.env_steps += 1
+    rec.success = success
+    rec.episode_return += float(success) - 1.0
+    rec.done = truncated

@@ -1,0 +1,96 @@
+"""``hacray train`` and ``hacray evaluate``. Bad input ends in one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hacray.checkpoint import CheckpointError
+from hacray.config import Config, ConfigError, load_config
+from hacray.runners.common import RunDirError
+
+USAGE_ERRORS = (ConfigError, CheckpointError, RunDirError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hacray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a policy (locally, or on Ray with --workers)")
+    train.add_argument("config", nargs="?", help="YAML config (default: the built-in short "
+                       "FetchReach run)")
+    train.add_argument("--run-dir", type=Path, help="where to write (default runs/<name>-<time>)")
+    train.add_argument("--seed", type=int, help="root seed (overrides train.seed)")
+    train.add_argument("--max-env-steps", type=int, help="overrides train.max_env_steps")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
+    train.add_argument("--workers", type=int, help="Ray rollout workers (0 = one process)")
+    train.add_argument("--envs-per-worker", type=int, help="envs stepped by each worker")
+    train.add_argument("--address", help="Ray cluster to join ('auto' for the current one)")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+    evaluate = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint")
+    evaluate.add_argument("target", type=Path, help="run directory or checkpoint file")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _evaluate(args)
+    except USAGE_ERRORS as err:
+        print(f"hacray: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    for flag, key in ((args.seed, "train.seed"), (args.max_env_steps, "train.max_env_steps"),
+                      (args.workers, "distributed.workers"),
+                      (args.envs_per_worker, "distributed.envs_per_worker"),
+                      (args.address, "distributed.address")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    return load_config(args.config, tuple(overrides))
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = train_config(args)
+    if args.resume and args.run_dir is None:
+        raise RunDirError("--resume needs --run-dir")
+    run_dir = args.run_dir or Path("runs") / (
+        f"{config.env.id}-L{config.agent.levels}-s{config.train.seed}-"
+        f"{time.strftime('%Y%m%d-%H%M%S')}")
+    if config.distributed.workers > 0 or config.distributed.address:
+        from hacray.runners.distributed import train_distributed
+        result = train_distributed(config, run_dir, args.resume, args.overwrite)
+    else:
+        from hacray.runners.local import train_local
+        result = train_local(config, run_dir, args.resume, args.overwrite)
+    print(json.dumps({"run_dir": str(run_dir), **_headline(result)}))
+    return 0
+
+
+def _headline(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("env_steps", "updates", "wall_time_s", "eval/success_rate")
+    return {k: record[k] for k in keys if k in record}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hacray.evaluate import evaluate_checkpoint, format_table
+    result = evaluate_checkpoint(args.target, args.episodes)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Run configuration: frozen dataclasses loaded from YAML, with ``--set`` overrides.
+
+Every field has a one-line docstring (the string literal under it). Loading validates each key
+and type and raises :class:`ConfigError` with a message that names the offending key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key and fits on one line."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "FetchReach-v4"
+    """Gymnasium id of a goal-conditioned env (Fetch*-v4) or a built-in (PointMass-v0)."""
+    max_episode_steps: Optional[int] = None
+    """Episode length T in env steps; None keeps the env's own time limit."""
+    goal_threshold: Optional[float] = None
+    """Distance at which the env goal counts as reached; None uses the env's own (0.05 on Fetch)."""
+    subgoal_indices: Optional[list[int]] = None
+    """Observation indices that make up a subgoal; None uses the task's default projection."""
+    subgoal_low: Optional[list[float]] = None
+    """Lower bound of each subgoal coordinate (keeps subgoals inside the reachable workspace)."""
+    subgoal_high: Optional[list[float]] = None
+    """Upper bound of each subgoal coordinate."""
+    subgoal_threshold: Optional[float] = None
+    """Distance at which a subgoal counts as reached; None uses goal_threshold."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    levels: int = 2
+    """Number of hierarchy levels; 1 is exactly DDPG+HER."""
+    horizons: list[int] = field(default_factory=lambda: [10, 5])
+    """Attempts per level, bottom level first (H_0, H_1, ...); the top level's H caps its subgoals."""
+    relabel: str = "hac"
+    """Hindsight goal scheme: hac (final + future), future, final, episode, or none."""
+    relabel_k: int = 4
+    """Hindsight goals per transition (hac: the final goal plus k-1 future ones)."""
+    terminate_on_goal: bool = True
+    """Reaching the goal ends bootstrapping (discount 0), as in HAC; HER's baselines use False."""
+    subgoal_test_prob: float = 0.3
+    """Probability lambda that a proposed subgoal is tested (lower levels act without noise)."""
+    random_eps: float = 0.2
+    """Probability of a uniformly random action, per level, while exploring."""
+    noise_std: float = 0.2
+    """Gaussian exploration noise, as a fraction of each action's half-range."""
+    drop_degenerate: bool = True
+    """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """Hidden layer sizes of every actor and critic MLP."""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actors."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics."""
+    batch_size: int = 256
+    """Transitions per gradient step, per level."""
+    gamma: float = 0.98
+    """Discount factor."""
+    polyak: float = 0.95
+    """Target network averaging: target <- polyak * target + (1 - polyak) * online, every update."""
+    action_l2: float = 1.0
+    """Penalty on level 0's squared (normalised) actions, as in HER's baselines (not on subgoals)."""
+    obs_clip: float = 200.0
+    """Raw observations and goals are clipped to +-obs_clip before normalising."""
+    norm_clip: float = 5.0
+    """Normalised inputs are clipped to +-norm_clip."""
+    norm_eps: float = 0.01
+    """Floor on the normaliser's standard deviation."""
+    device: str = "auto"
+    """Torch device of the learner: auto (cuda when available), cpu or cuda."""
+    torch_threads: int = 1
+    """Intra-op threads for torch on CPU."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 1_000_000
+    """Transitions kept per level (ring buffer)."""
+    min_size: int = 1000
+    """Transitions the bottom level needs before training starts."""
+    updates_per_env_step: float = 0.4
+    """Replay ratio: gradient updates (each trains every level) per env step collected."""
+    tolerance: float = 200.0
+    """Rate limiter slack, in updates, before the faster side is made to wait."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    """Root seed; split into independent streams for every env, worker, replay and learner."""
+    max_env_steps: int = 10_000
+    """Stop after this many env steps (exploration episodes only)."""
+    eval_every: int = 1_000
+    """Evaluate every this many env steps."""
+    eval_episodes: int = 10
+    """Deterministic evaluation episodes, on fixed evaluation seeds."""
+    episodes_per_cycle: int = 2
+    """Episodes collected between training bursts in the local runner."""
+    checkpoint_keep: int = 3
+    """Rotated checkpoints kept (plus best.pt by evaluation success)."""
+    tensorboard: bool = True
+    """Write TensorBoard events next to metrics.jsonl."""
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    workers: int = 0
+    """Rollout worker actors; 0 runs everything in one process (the local runner)."""
+    envs_per_worker: int = 1
+    """Envs stepped by each rollout worker."""
+    address: Optional[str] = None
+    """Ray cluster address ('auto' joins a running cluster); None starts a local Ray."""
+    learner_gpus: float = -1.0
+    """GPUs for the learner actor; -1 takes one when the cluster has a GPU, else none."""
+    timeout_s: float = 60.0
+    """Longest any blocking call between actors may wait before the run fails loudly."""
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+
+def load_config(path: Optional[str | Path] = None, overrides: tuple[str, ...] = ()) -> Config:
+    """Read a YAML file (or the defaults), apply ``section.key=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        section, name = key.split(".", 1)
+        try:
+            parsed = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            parsed = value
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"config: '{section}' must be a mapping")
+        raw[section][name] = parsed
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict of a config, ready for YAML."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML in {path}{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return raw
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: '{prefix.rstrip('.')}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"config: unknown key '{prefix}{key}'{_did_you_mean(key, fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _did_you_mean(key: str, options: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config: '{key}' must be a list, got {type(value).__name__}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config: '{key}' must be {hint.__name__}, got {value!r}")
+
+
+RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
+
+
+def validate(config: Config) -> None:
+    """Range and consistency checks that types alone cannot express."""
+    agent, learner, replay, train = config.agent, config.learner, config.replay, config.train
+    checks = [
+        (agent.levels >= 1, "agent.levels must be >= 1"),
+        (len(agent.horizons) == agent.levels,
+         f"agent.horizons needs one entry per level ({agent.levels}), got {len(agent.horizons)}"),
+        (all(h >= 1 for h in agent.horizons), "agent.horizons entries must be >= 1"),
+        (agent.relabel in RELABEL_SCHEMES,
+         f"agent.relabel must be one of {', '.join(RELABEL_SCHEMES)}, got {agent.relabel!r}"),
+        (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
+        (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
+        (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
+        (0.0 < learner.gamma < 1.0, "learner.gamma must be in (0, 1)"),
+        (0.0 <= learner.polyak < 1.0, "learner.polyak must be in [0, 1)"),
+        (learner.batch_size >= 1, "learner.batch_size must be >= 1"),
+        (learner.actor_lr > 0 and learner.critic_lr > 0, "learner.*_lr must be > 0"),
+        (len(learner.hidden) >= 1 and all(h > 0 for h in learner.hidden),
+         "learner.hidden must list positive layer sizes"),
+        (learner.device in ("auto", "cpu", "cuda"), "learner.device must be auto, cpu or cuda"),
+        (learner.torch_threads >= 1, "learner.torch_threads must be >= 1"),
+        (replay.capacity >= learner.batch_size, "replay.capacity must be >= learner.batch_size"),
+        (replay.min_size >= 1, "replay.min_size must be >= 1"),
+        (replay.updates_per_env_step > 0, "replay.updates_per_env_step must be > 0"),
+        (replay.tolerance >= 1, "replay.tolerance must be >= 1"),
+        (train.max_env_steps >= 1, "train.max_env_steps must be >= 1"),
+        (train.eval_every >= 1, "train.eval_every must be >= 1"),
+        (train.eval_episodes >= 1, "train.eval_episodes must be >= 1"),
+        (train.episodes_per_cycle >= 1, "train.episodes_per_cycle must be >= 1"),
+        (train.checkpoint_keep >= 1, "train.checkpoint_keep must be >= 1"),
+        (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
+        (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
+        (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+    env = config.env
+    bounds = [b for b in (env.subgoal_indices, env.subgoal_low, env.subgoal_high) if b is not None]
+    if bounds and (len(bounds) != 3 or len({len(b) for b in bounds}) != 1):
+        raise ConfigError("config: env.subgoal_indices, env.subgoal_low and env.subgoal_high "
+                          "must be given together with equal lengths")
+    if env.subgoal_low is not None and any(
+            lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
+        raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")

@@ -1,0 +1,68 @@
+"""Goal-conditioned environments behind one small interface.
+
+``make_env(env_config, seed)`` returns a :class:`GoalEnv`: ``reset(seed)`` gives
+(obs, achieved_goal, desired_goal) and ``step(action)`` gives (obs, achieved_goal, success,
+truncated). All arrays are float32. The built-in ``PointMass-v0`` needs neither MuJoCo nor Ray.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from hacray.config import ConfigError, EnvConfig
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Dimensions and the subgoal space of a task (resolved against the config)."""
+
+    id: str
+    obs_dim: int
+    goal_dim: int
+    action_dim: int
+    max_episode_steps: int
+    goal_threshold: float
+    subgoal_indices: tuple[int, ...]
+    subgoal_low: np.ndarray
+    subgoal_high: np.ndarray
+    subgoal_threshold: float
+
+
+class GoalEnv(Protocol):
+    spec: EnvSpec
+
+    def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]: ...
+
+    def close(self) -> None: ...
+
+
+def make_env(config: EnvConfig) -> GoalEnv:
+    """Build the env named by ``config.id``; a bad id raises ConfigError naming env.id."""
+    from hacray.envs.point_mass import PointMassEnv
+    if config.id == PointMassEnv.ID:
+        return PointMassEnv(config)
+    from hacray.envs.fetch import FetchEnv
+    return FetchEnv(config)
+
+
+def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, action_dim: int,
+                 max_episode_steps: int, goal_threshold: float,
+                 default_subgoal: tuple[list[int], list[float], list[float]]) -> EnvSpec:
+    """Fill the task's defaults into whatever the config leaves unset, and check the result."""
+    indices, low, high = default_subgoal
+    if config.subgoal_indices is not None:
+        indices, low, high = config.subgoal_indices, config.subgoal_low, config.subgoal_high
+    if any(not 0 <= i < obs_dim for i in indices):
+        raise ConfigError(f"config: env.subgoal_indices must lie in [0, {obs_dim}) for {id}")
+    threshold = config.goal_threshold if config.goal_threshold is not None else goal_threshold
+    return EnvSpec(
+        id=id, obs_dim=obs_dim, goal_dim=goal_dim, action_dim=action_dim,
+        max_episode_steps=config.max_episode_steps or max_episode_steps,
+        goal_threshold=threshold, subgoal_indices=tuple(indices),
+        subgoal_low=np.asarray(low, np.float32), subgoal_high=np.asarray(high, np.float32),
+        subgoal_threshold=(config.subgoal_threshold if config.subgoal_threshold is not None
+                           else threshold))

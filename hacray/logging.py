@@ -1,0 +1,50 @@
+"""Run logging behind one small interface: ``write(metrics, step)``.
+
+Evaluation records go to ``metrics.jsonl`` (one JSON object per line); every scalar goes to
+TensorBoard under namespaced tags (``eval/…``, ``levelN/…``, ``charts/…``) against the monotonic
+env-step counter.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.run_dir = run_dir
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)
+        self.tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, metrics: dict[str, Any], step: int, record: bool = False) -> None:
+        """Scalars to TensorBoard at ``step``; with ``record`` also a line of metrics.jsonl."""
+        clean = {k: _plain(v) for k, v in metrics.items()}
+        if self.tb is not None:
+            for key, value in clean.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(key, value, step)
+        if record:
+            self.jsonl.write(json.dumps(clean) + "\n")
+
+    def text(self, tag: str, body: str) -> None:
+        if self.tb is not None:
+            self.tb.add_text(tag, body, 0)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars to Python numbers; NaN to None (valid JSON)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,1 @@
+"""Ways to run the algorithm: one process (local) or Ray actors (distributed)."""

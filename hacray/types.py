@@ -1,0 +1,99 @@
+"""Named records that cross component boundaries. Arrays are float32 numpy unless noted."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Segment(NamedTuple):
+    """One level's run under one goal: up to H attempts of level ``level``.
+
+    n = number of actions taken (n >= 1).
+    obs:          (n+1, obs_dim)  observations; row t is seen before action t, row n after the last.
+    achieved:     (n+1, goal_dim) the level's goal space read off each observation.
+    goal:         (goal_dim,)     the goal this level was pursuing throughout.
+    actions:      (n, act_dim)    actions as proposed (subgoals for level > 0, env actions for 0).
+    hindsight_actions: (n, act_dim) for level > 0 the subgoal-space state the level below
+                  actually reached; for level 0 equal to ``actions``.
+    tested:       (n,) bool       the subgoal (level > 0) was executed as a subgoal test.
+    missed:       (n,) bool       the level below failed to reach the proposed subgoal.
+    """
+
+    level: int
+    obs: np.ndarray
+    achieved: np.ndarray
+    goal: np.ndarray
+    actions: np.ndarray
+    hindsight_actions: np.ndarray
+    tested: np.ndarray
+    missed: np.ndarray
+
+
+class Transitions(NamedTuple):
+    """A batch of N transitions of one level (the replay's storage and sample format).
+
+    obs, next_obs: (N, obs_dim); goal: (N, goal_dim); action: (N, act_dim);
+    reward: (N,) in {-H, -1, 0}; discount: (N,) gamma, or 0 where bootstrapping stops.
+    """
+
+    obs: np.ndarray
+    goal: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    discount: np.ndarray
+    next_obs: np.ndarray
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.reward.shape[0])
+
+
+class EpisodeStats(NamedTuple):
+    """What one episode showed (plain floats, for logging and evaluation).
+
+    subgoal_reach[i] is the fraction of subgoals given to level i that level i reached
+    (NaN when none were given); subgoal_spread[i] is the mean per-coordinate std of the
+    subgoals level i proposed (levels >= 1; NaN for level 0).
+    """
+
+    success: float
+    env_steps: int
+    episode_return: float
+    degenerate: bool
+    subgoal_reach: tuple[float, ...]
+    subgoal_spread: tuple[float, ...]
+    subgoal_tests_failed: float
+
+
+class Episode(NamedTuple):
+    """One whole hierarchical episode as a rollout worker sends it to replay.
+
+    segments[i] lists level i's segments in the order they ended.
+    policy_version: version of the weights that acted (one version per episode).
+    """
+
+    segments: tuple[tuple[Segment, ...], ...]
+    stats: EpisodeStats
+    policy_version: int
+    worker_id: int
+
+
+class NormalizerStats(NamedTuple):
+    """Mergeable running statistics (float64 accumulators). count: (), sum/sumsq: (dim,)."""
+
+    count: float
+    sum: np.ndarray
+    sumsq: np.ndarray
+
+
+class PolicyWeights(NamedTuple):
+    """What the learner publishes: a version, each level's actor, and the normaliser statistics.
+
+    actors[i] maps parameter names to float32 arrays; obs_stats and goal_stats[i] feed the
+    normalisers the actors were trained with.
+    """
+
+    version: int
+    actors: tuple[dict[str, np.ndarray], ...]
+    obs_stats: NormalizerStats
+    goal_stats: tuple[NormalizerStats, ...]

@@ -1,0 +1,48 @@
+"""Ring buffer and rate limiter (unit tier)."""
+import numpy as np
+
+from hacray.algo.replay import RateLimiter, RingBuffer
+from hacray.types import Transitions
+
+
+def batch(values):
+    v = np.asarray(values, np.float32)
+    col = v[:, None]
+    return Transitions(obs=col, goal=col, action=col, reward=v, discount=v, next_obs=col)
+
+
+def test_ring_buffer_overwrites_oldest_first():
+    buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch([0, 1, 2]))
+    buf.add(batch([3, 4, 5, 6]))
+    assert len(buf) == 5 and buf.cursor == 2
+    assert sorted(buf.data["reward"]) == [2, 3, 4, 5, 6]
+
+
+def test_batch_larger_than_capacity_keeps_its_newest_rows():
+    buf = RingBuffer(capacity=3, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch([0, 1, 2, 3, 4, 5, 6]))
+    assert sorted(buf.data["reward"]) == [4, 5, 6] and len(buf) == 3
+
+
+def test_sampling_draws_only_filled_rows_with_the_given_rng():
+    buf = RingBuffer(capacity=100, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch([7, 8, 9]))
+    a = buf.sample(500, np.random.default_rng(0))
+    b = buf.sample(500, np.random.default_rng(0))
+    assert set(a.reward) == {7, 8, 9}
+    assert np.array_equal(a.reward, b.reward)
+    assert np.array_equal(a.obs[:, 0], a.reward)  # rows stay aligned across columns
+
+
+def test_rate_limiter_holds_the_replay_ratio():
+    limiter = RateLimiter(ratio=0.5, tolerance=2)
+    assert limiter.can_update() and limiter.can_insert()  # may run 2 updates ahead
+    limiter.env_steps = 10  # 5 updates owed: more than 2 behind, so inserts wait
+    assert limiter.owed() == 5 and limiter.can_update() and not limiter.can_insert()
+    limiter.updates = 3
+    assert limiter.can_insert()
+    limiter.updates = 6
+    assert limiter.can_update()  # the 7th update puts it exactly 2 ahead
+    limiter.updates = 7
+    assert not limiter.can_update() and limiter.can_insert()
