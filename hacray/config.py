@@ -41,7 +41,7 @@ class EnvConfig:
 class AgentConfig:
     levels: int = 2
     """Number of hierarchy levels; 1 is exactly DDPG+HER."""
-    horizons: list[int] = field(default_factory=lambda: [10, 5])
+    horizons: list[int] = field(default_factory=lambda: [5, 10])
     """Attempts per level, bottom level first (H_0, H_1, ...); the top level's H caps its subgoals."""
     relabel: str = "hac"
     """Hindsight goal scheme: hac (final + future), future, final, episode, or none."""
@@ -103,7 +103,7 @@ class ReplayConfig:
 class TrainConfig:
     seed: int = 0
     """Root seed; split into independent streams for every env, worker, replay and learner."""
-    max_env_steps: int = 10_000
+    max_env_steps: int = 5_000
     """Stop after this many env steps (exploration episodes only)."""
     eval_every: int = 1_000
     """Evaluate every this many env steps."""

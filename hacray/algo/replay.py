@@ -75,9 +75,17 @@ class HierarchicalReplay:
         self.episodes = 0
         self.env_steps = 0
         self.degenerate_episodes = 0
+        self.rejected_episodes = 0
 
-    def add_episode(self, episode: Episode) -> None:
-        """Relabel every segment of every level, store the transitions, fold in statistics."""
+    def add_episode(self, episode: Episode) -> bool:
+        """Relabel every segment of every level, store the transitions, fold in statistics.
+
+        An episode holding a non-finite observation, goal or action is counted and dropped
+        (returns False) so that it can poison neither the buffers nor the normaliser.
+        """
+        if not _finite(episode):
+            self.rejected_episodes += 1
+            return False
         top = len(self.levels) - 1
         for level, segments in enumerate(episode.segments):
             spec = self.levels[level]
@@ -99,6 +107,7 @@ class HierarchicalReplay:
         self.episodes += 1
         self.env_steps += episode.stats.env_steps
         self.degenerate_episodes += int(episode.stats.degenerate)
+        return True
 
     def sizes(self) -> list[int]:
         return [len(b) for b in self.buffers]
@@ -113,6 +122,11 @@ class HierarchicalReplay:
 
     def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
         return self.obs_stats, tuple(self.goal_stats)
+
+
+def _finite(episode: Episode) -> bool:
+    return all(np.isfinite(array).all() for segments in episode.segments for s in segments
+               for array in (s.obs, s.achieved, s.goal, s.actions, s.hindsight_actions))
 
 
 class RateLimiter:

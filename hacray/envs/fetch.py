@@ -7,6 +7,9 @@ Reach/Push/PickAndPlace; Slide's goals lie 0.1-0.7 m beyond the gripper along x)
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 
 from hacray.config import ConfigError, EnvConfig
@@ -26,7 +29,8 @@ DEFAULT_SUBGOALS: dict[str, tuple[list[int], list[float], list[float]]] = {
 
 def _gym():
     import gymnasium as gym
-    import gymnasium_robotics
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics  # prints a notice about Adroit envs on import
     gym.register_envs(gymnasium_robotics)
     return gym
 

@@ -1,0 +1,71 @@
+"""Config loading, overrides and validation (unit tier)."""
+import dataclasses
+
+import pytest
+
+from hacray.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_validate_and_are_frozen():
+    config = load_config()
+    assert isinstance(config, Config) and config.agent.levels == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.agent.levels = 3  # type: ignore[misc]
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = write(tmp_path, "learner:\n  actor_lr: 0.0005\nagent:\n  levels: 1\n  horizons: [50]\n")
+    config = load_config(path, ("learner.batch_size=512", "agent.relabel=future",
+                                "env.subgoal_indices=[0,1]", "env.subgoal_low=[0,0]",
+                                "env.subgoal_high=[1,1]"))
+    assert config.learner.actor_lr == 5e-4 and config.learner.batch_size == 512
+    assert config.agent.relabel == "future" and config.env.subgoal_indices == [0, 1]
+    assert config.env.subgoal_high == [1.0, 1.0]
+
+
+BAD = [
+    ("learner:\n  lr: 0.1\n", "unknown key 'learner.lr'"),
+    ("learner:\n  actor_lrr: 0.1\n", "did you mean 'actor_lr'"),
+    ("learnr:\n  actor_lr: 0.1\n", "unknown key 'learnr' (did you mean 'learner'?)"),
+    ("learner:\n  batch_size: big\n", "'learner.batch_size' must be int"),
+    ("learner:\n  batch_size: 1.5\n", "'learner.batch_size' must be int"),
+    ("agent:\n  terminate_on_goal: 1\n", "'agent.terminate_on_goal' must be bool"),
+    ("agent:\n  horizons: 5\n", "'agent.horizons' must be a list"),
+    ("agent:\n  levels: 3\n", "agent.horizons needs one entry per level (3)"),
+    ("agent:\n  relabel: sometimes\n", "agent.relabel must be one of"),
+    ("learner:\n  gamma: 1.5\n", "learner.gamma must be in (0, 1)"),
+    ("env:\n  subgoal_indices: [0, 1]\n", "must be given together"),
+    ("env:\n  subgoal_indices: [0]\n  subgoal_low: [1]\n  subgoal_high: [0]\n",
+     "env.subgoal_low must be below"),
+    ("learner: [1, 2]\n", "'learner' must be a mapping"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+    ("learner:\n  actor_lr: [\n", "malformed YAML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD)
+def test_bad_configs_name_the_problem_in_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("nodot=1", "must look like section.key=value"),
+    ("learner.batch_size", "must look like section.key=value"),
+    ("learner.nope=1", "unknown key 'learner.nope'"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, (override,))
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/x.yaml")

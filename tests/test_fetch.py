@@ -1,0 +1,54 @@
+"""Fetch tasks through the GoalEnv adapter, and FetchReach learning (MuJoCo tier)."""
+import json
+
+import numpy as np
+import pytest
+
+from hacray.cli import main
+from hacray.config import EnvConfig
+from hacray.envs import make_env
+
+pytestmark = pytest.mark.mujoco
+TASKS = ["FetchReach-v4", "FetchPush-v4", "FetchPickAndPlace-v4", "FetchSlide-v4"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_adapter_contract_and_subgoal_space(task):
+    env = make_env(EnvConfig(id=task))
+    spec = env.spec
+    obs, achieved, goal = env.reset(seed=3)
+    assert obs.dtype == achieved.dtype == goal.dtype == np.float32
+    assert obs.shape == (spec.obs_dim,) and goal.shape == achieved.shape == (spec.goal_dim,)
+    assert spec.max_episode_steps == 50 and spec.goal_threshold == 0.05
+    # the env's achieved goal is part of the subgoal projection (gripper or object position)
+    subgoal = obs[list(spec.subgoal_indices)]
+    assert any(np.allclose(subgoal[i:i + 3], achieved) for i in range(0, len(subgoal), 3))
+    # the start state and the goal lie inside the subgoal bounds
+    assert np.all(subgoal >= spec.subgoal_low) and np.all(subgoal <= spec.subgoal_high)
+    for i in range(0, len(subgoal), 3):
+        if np.allclose(subgoal[i:i + 3], achieved):
+            assert np.all(goal >= spec.subgoal_low[i:i + 3] - 1e-6)
+            assert np.all(goal <= spec.subgoal_high[i:i + 3] + 1e-6)
+    steps = 0
+    truncated = False
+    while not truncated:
+        obs, achieved, success, truncated = env.step(np.zeros(spec.action_dim, np.float32))
+        steps += 1
+    assert steps == 50
+    env.close()
+
+
+def test_same_seed_same_reset():
+    a, b = make_env(EnvConfig(id="FetchPush-v4")), make_env(EnvConfig(id="FetchPush-v4"))
+    assert all(np.array_equal(x, y) for x, y in zip(a.reset(11), b.reset(11)))
+    assert not np.array_equal(a.reset(12)[2], b.reset(11)[2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("levels", [1, 2])
+def test_fetch_reach_reaches_0_9_within_10k_env_steps(tmp_path, configs_dir, levels):
+    run_dir = tmp_path / "run"
+    assert main(["train", str(configs_dir / f"fetch_reach_l{levels}.yaml"), "--run-dir", str(run_dir),
+                 "--seed", "1", "--max-env-steps", "10000"]) == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["eval/success_rate"] for r in records) >= 0.9

@@ -1,0 +1,52 @@
+"""Seed streams and checkpoint files (unit tier)."""
+import numpy as np
+import pytest
+import torch
+
+from hacray import checkpoint, seeding
+
+
+def test_streams_are_reproducible_and_independent():
+    a = seeding.rng(7, "env", 0, 0).random(4)
+    assert np.array_equal(a, seeding.rng(7, "env", 0, 0).random(4))
+    others = [seeding.rng(7, "env", 0, 1), seeding.rng(7, "env", 1, 0), seeding.rng(8, "env", 0, 0),
+              seeding.rng(7, "replay")]
+    for other in others:
+        assert not np.array_equal(a, other.random(4))
+
+
+def test_eval_seeds_are_fixed_per_run():
+    assert seeding.eval_env_seeds(3, 5) == seeding.eval_env_seeds(3, 5)
+    assert len(set(seeding.eval_env_seeds(3, 5))) == 5
+    assert seeding.eval_env_seeds(3, 5) != seeding.eval_env_seeds(4, 5)
+
+
+def state(value):
+    return {"learner": {"w": torch.full((3,), float(value))}, "counters": {"env_steps": value},
+            "rng": np.random.default_rng(value).bit_generator.state}
+
+
+def test_rotation_keeps_the_newest_and_best_is_a_copy(tmp_path):
+    for steps in (100, 200, 300, 400):
+        checkpoint.save(tmp_path, state(steps), steps, keep=2, is_best=steps == 200)
+    names = [p.name for p in checkpoint.list_checkpoints(tmp_path)]
+    assert names == ["ckpt_000000000300.pt", "ckpt_000000000400.pt"]
+    assert checkpoint.load(tmp_path / "checkpoints" / "best.pt")["counters"]["env_steps"] == 200
+    assert not list((tmp_path / "checkpoints").glob(".*tmp"))
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    checkpoint.save(tmp_path, state(100), 100, keep=3)
+    newest = checkpoint.save(tmp_path, state(200), 200, keep=3)
+    newest.write_bytes(newest.read_bytes()[:50])  # truncated by a crash or full disk
+    path, loaded, warnings = checkpoint.load_latest(tmp_path)
+    assert loaded["counters"]["env_steps"] == 100
+    assert len(warnings) == 1 and "unreadable" in warnings[0] and newest.name in warnings[0]
+
+
+def test_loading_refuses_arbitrary_pickles(tmp_path):
+    import pickle
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps(print))
+    with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
+        checkpoint.load(bad)
