@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from hacray.algo.learner import NumericalError
 from hacray.checkpoint import CheckpointError
 from hacray.config import Config, ConfigError, load_config
 from hacray.runners.common import RunDirError
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("target", type=Path, help="run directory or checkpoint file")
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--video", type=Path, metavar="OUT.gif|OUT.mp4",
+                          help="also render the evaluation episodes, each level's goal marked "
+                          "(.mp4 needs imageio and imageio-ffmpeg)")
     return parser
 
 
@@ -48,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         print(f"hacray: error: {err}", file=sys.stderr)
         return 2
+    except NumericalError as err:
+        print(f"hacray: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # disk full, unwritable run directory: earlier checkpoints stay intact
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hacray: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -87,7 +98,16 @@ def _headline(record: dict[str, Any]) -> dict[str, Any]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from hacray.evaluate import evaluate_checkpoint, format_table
-    result = evaluate_checkpoint(args.target, args.episodes)
+    from hacray.video import VideoError, record_episodes
+    video = {}
+    if args.video is not None:  # first, so a bad file name fails before any evaluation
+        try:
+            summary = record_episodes(args.target, args.video, args.episodes)
+        except VideoError as err:
+            print(f"hacray: error: {err}", file=sys.stderr)
+            return 2
+        video = {"video": str(summary.path), "video_frames": summary.frames}
+    result = {**evaluate_checkpoint(args.target, args.episodes), **video}
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 

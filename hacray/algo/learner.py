@@ -18,6 +18,14 @@ from hacray.config import LearnerConfig
 from hacray.types import NormalizerStats, PolicyWeights, Transitions
 
 
+MAX_CONSECUTIVE_SKIPS = 100
+"""A run whose updates are non-finite this many times in a row stops (see NumericalError)."""
+
+
+class NumericalError(RuntimeError):
+    """Training produced non-finite numbers it cannot recover from; nothing bad was saved."""
+
+
 def pick_device(requested: str) -> torch.device:
     """auto -> cuda when available, else cpu; asking for cuda without one is an error."""
     if requested == "cuda" and not torch.cuda.is_available():
@@ -61,6 +69,7 @@ class Learner:
         self.updates = 0
         self.version = 0
         self.skipped_updates = 0
+        self.consecutive_skips = 0
         self._norm_tensors = self._normaliser_tensors()
 
     # -- normaliser -------------------------------------------------------------------------
@@ -104,20 +113,15 @@ class Learner:
             target = torch.clamp(b["reward"] + b["discount"] * next_q, level.space.q_low, 0.0)
         q = level.critic(obs, goal, action)
         critic_loss = torch.mean((q - target) ** 2)
-        if not torch.isfinite(critic_loss):
+        if not _step(level.critic_opt, critic_loss, level.critic):
             return self._skip(i)
-        level.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        level.critic_opt.step()
         pi = level.actor(obs, goal)
         actor_loss = -level.critic(obs, goal, pi).mean()
         if i == 0:  # on motor actions only: on subgoals it would pull them to the box centre
             actor_loss = actor_loss + c.action_l2 * torch.mean(pi ** 2)
-        if not torch.isfinite(actor_loss):
+        if not _step(level.actor_opt, actor_loss, level.actor):
             return self._skip(i)
-        level.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()  # also fills critic grads, which the next zero_grad discards
-        level.actor_opt.step()
+        self.consecutive_skips = 0
         self._soft_update(level)
         return {f"level{i}/critic_loss": critic_loss.detach(),
                 f"level{i}/actor_loss": actor_loss.detach(),
@@ -126,6 +130,10 @@ class Learner:
 
     def _skip(self, i: int) -> dict[str, float]:
         self.skipped_updates += 1
+        self.consecutive_skips += 1
+        if self.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+            raise NumericalError(f"{self.consecutive_skips} consecutive updates had non-finite "
+                                 "losses or gradients; stopping (checkpoints hold finite weights)")
         return {f"level{i}/skipped_updates": float(self.skipped_updates)}
 
     @torch.no_grad()
@@ -137,6 +145,7 @@ class Learner:
     # -- publishing -------------------------------------------------------------------------
     def weights(self) -> PolicyWeights:
         """Actors and normaliser statistics for the workers, tagged with a new version."""
+        self.assert_finite()
         self.version += 1
         return PolicyWeights(
             version=self.version,
@@ -144,8 +153,16 @@ class Learner:
             obs_stats=self.obs_norm.stats,
             goal_stats=tuple(lv.goal_norm.stats for lv in self.levels))
 
+    def assert_finite(self) -> None:
+        """Raise NumericalError rather than let non-finite weights reach workers or disk."""
+        for i, lv in enumerate(self.levels):
+            for net in (lv.actor, lv.critic):
+                if not all(torch.isfinite(p).all() for p in net.parameters()):
+                    raise NumericalError(f"level {i} has non-finite weights; not publishing them")
+
     # -- checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self.assert_finite()
         def stats(s: NormalizerStats) -> dict[str, Any]:
             return {"count": s.count, "sum": torch.as_tensor(s.sum),
                     "sumsq": torch.as_tensor(s.sumsq)}
@@ -177,3 +194,17 @@ class Learner:
         self.set_normalizer(stats(state["obs_stats"]),
                             tuple(stats(s["goal_stats"]) for s in state["levels"]))
         torch.set_rng_state(state["torch_rng"])
+
+
+def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Module) -> bool:
+    """Backward and step unless the loss or the gradient norm is non-finite."""
+    if not torch.isfinite(loss):
+        return False
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf"))
+    if not torch.isfinite(norm):
+        optimiser.zero_grad(set_to_none=True)
+        return False
+    optimiser.step()
+    return True

@@ -88,6 +88,17 @@ def evaluate(env: GoalEnv, policy: Policy, config: Config, episodes: int | None 
     return [run_episode(env, policy, config.agent, s, rng, explore=False).stats for s in seeds]
 
 
+def check_resources(config: Config) -> None:
+    """Refuse GPU requests this machine cannot serve, before anything is written."""
+    import torch
+    if config.learner.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config: learner.device is cuda but this machine has no CUDA GPU")
+    if config.distributed.learner_gpus > 0 and config.distributed.address is None \
+            and not torch.cuda.is_available():
+        raise ConfigError(f"config: distributed.learner_gpus is "
+                          f"{config.distributed.learner_gpus} but this machine has no GPU")
+
+
 def prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: bool) -> None:
     """Create (or reuse, when resuming) the run directory and save the resolved config."""
     if resume:
@@ -109,6 +120,8 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: bool
 def check_resume_config(run_dir: Path, config: Config) -> None:
     """A resumed run must keep the shapes of the saved one."""
     from hacray.config import load_config
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"cannot resume: {run_dir} holds no hacray run (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
     for section, key in (("env", "id"), ("agent", "levels"), ("learner", "hidden")):
         old, new = getattr(getattr(saved, section), key), getattr(getattr(config, section), key)
