@@ -11,8 +11,8 @@ from hacray.algo.rollout import run_episode
 from hacray.config import Config
 from hacray.envs import make_env
 from hacray.logging import RunLogger
-from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resume_config,
-                                   evaluate, prepare_run_dir, summarize)
+from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
+                                   check_resume_config, evaluate, prepare_run_dir, summarize)
 
 
 class LocalTrainer:
@@ -20,6 +20,7 @@ class LocalTrainer:
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False,
                  overwrite: bool = False, progress: bool | None = None):
+        check_resources(config)
         self.env = make_env(config.env)  # validates env.id before anything is written
         self.eval_env = make_env(config.env)
         if resume:
@@ -39,6 +40,7 @@ class LocalTrainer:
         if resume:
             self._restore()
         self.logger = RunLogger(run_dir, config.train.tensorboard)
+        self.logger.text("hyperparameters", _markdown_table(config))
         self.progress = sys.stderr.isatty() if progress is None else progress
 
     # -- the loop ---------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class LocalTrainer:
         record.update(rates.rates(self.env_steps, self.learner.updates))
         record.update({f"replay/level{i}_size": n for i, n in enumerate(self.replay.sizes())})
         record["train/degenerate_episodes"] = self.replay.degenerate_episodes
+        record["train/rejected_episodes"] = self.replay.rejected_episodes
         record["skipped_updates"] = self.learner.skipped_updates
         record.update(train_metrics)
         self.logger.write(record, self.env_steps, record=True)
@@ -139,3 +142,11 @@ def train_local(config: Config, run_dir: Path, resume: bool = False, overwrite: 
                 progress: bool | None = None) -> dict[str, Any]:
     return LocalTrainer(config, run_dir, resume, overwrite, progress).run()
 
+
+
+def _markdown_table(config: Config) -> str:
+    """The resolved config as a two-column markdown table, for TensorBoard's text tab."""
+    from hacray.config import to_dict
+    rows = [f"|{section}.{key}|{value}|" for section, values in to_dict(config).items()
+            for key, value in values.items()]
+    return "|key|value|\n|-|-|\n" + "\n".join(rows)
