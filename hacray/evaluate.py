@@ -2,16 +2,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hacray import checkpoint
-from hacray.config import load_config
-from hacray.envs import make_env
+from hacray.algo.rollout import Policy
+from hacray.config import Config, load_config
+from hacray.envs import GoalEnv, make_env
 from hacray.runners.common import Blueprint, evaluate, summarize
 
 
-def evaluate_checkpoint(target: Path, episodes: int) -> dict[str, Any]:
-    """Load a checkpoint (a file, or a run directory's best) and run deterministic episodes."""
+class LoadedPolicy(NamedTuple):
+    """A saved policy ready to act: its run's config, a fresh env, and the checkpoint's counters."""
+
+    path: Path
+    config: Config
+    env: GoalEnv
+    policy: Policy
+    env_steps_trained: int
+
+
+def load_policy(target: Path) -> LoadedPolicy:
+    """Load a checkpoint (a file, or a run directory's best) into a Policy.
+
+    The env is open: the caller closes it."""
     path = checkpoint.resolve(target)
     run_dir = path.parent.parent
     config = load_config(run_dir / "config.yaml")
@@ -22,10 +35,16 @@ def evaluate_checkpoint(target: Path, episodes: int) -> dict[str, Any]:
     learner.load_state_dict(state["learner"])
     policy = blueprint.policy()
     policy.set_weights(learner.weights())
-    stats = evaluate(env, policy, config, episodes)
-    env.close()
-    result = {"checkpoint": str(path), "episodes": episodes,
-              "env_steps_trained": state["counters"]["env_steps"]}
+    return LoadedPolicy(path, config, env, policy, state["counters"]["env_steps"])
+
+
+def evaluate_checkpoint(target: Path, episodes: int) -> dict[str, Any]:
+    """Load a checkpoint (a file, or a run directory's best) and run deterministic episodes."""
+    loaded = load_policy(target)
+    stats = evaluate(loaded.env, loaded.policy, loaded.config, episodes)
+    loaded.env.close()
+    result = {"checkpoint": str(loaded.path), "episodes": episodes,
+              "env_steps_trained": loaded.env_steps_trained}
     result.update(summarize(stats, "eval"))
     return result
 

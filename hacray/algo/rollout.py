@@ -4,7 +4,8 @@ Plain numpy: the policy is the learner's exported actors plus normaliser statist
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from hacray.algo.relabel import distance_reached
 from hacray.config import AgentConfig, LearnerConfig
 from hacray.envs import GoalEnv
 from hacray.types import Episode, EpisodeStats, PolicyWeights, Segment
+
+StepHook = Callable[[np.ndarray, tuple[np.ndarray, ...]], None]
+"""Called after every env step as ``on_step(obs, goals)``: the new observation, and the goal
+each level is pursuing at that step, level 0 first (``goals[-1]`` is the env goal)."""
 
 
 class Policy:
@@ -60,17 +65,22 @@ class _Recorder:
     subgoals_reached: np.ndarray | None = None
     tests: int = 0
     tests_failed: int = 0
+    goals: list[np.ndarray] = field(default_factory=list)
+    on_step: StepHook | None = None
 
 
 def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
-                rng: np.random.Generator, explore: bool, worker_id: int = 0) -> Episode:
+                rng: np.random.Generator, explore: bool, worker_id: int = 0,
+                on_step: StepHook | None = None) -> Episode:
     """Play one episode from ``env.reset(env_seed)``; exploration noise and subgoal tests only
-    when ``explore``. Returns every level's segments and the episode's statistics."""
+    when ``explore``. Returns every level's segments and the episode's statistics.
+    ``on_step`` (optional, e.g. a video recorder) sees every step; it changes nothing else."""
     spaces = policy.spaces
     top = len(spaces) - 1
     obs, achieved, goal = env.reset(env_seed)
     rec = _Recorder(segments=[[] for _ in spaces], obs=obs, env_achieved=achieved,
-                    subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)))
+                    subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)),
+                    goals=[goal] * len(spaces), on_step=on_step)
     reached_top = distance_reached(spaces[top].threshold)
     degenerate = bool(reached_top(achieved, goal))
     _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
@@ -106,6 +116,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     unless the env's episode ends first. ``testing`` (a subgoal test above) switches off noise.
     """
     space = policy.spaces[level]
+    rec.goals[level] = goal
     reached = distance_reached(space.threshold)
     obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved)]
     actions, hindsight, tested, missed = [], [], [], []
@@ -154,3 +165,5 @@ def _env_step(env: GoalEnv, action: np.ndarray, rec: _Recorder) -> None:
     rec.success = success
     rec.episode_return += float(success) - 1.0
     rec.done = truncated
+    if rec.on_step is not None:
+        rec.on_step(obs, tuple(rec.goals))

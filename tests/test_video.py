@@ -1,0 +1,142 @@
+"""Videos of evaluation episodes (``hacray evaluate --video``) and the rollout hook behind them.
+
+PointMass-v0 is drawn with Pillow: no MuJoCo, no OpenGL. The ``mujoco`` tests render FetchReach
+off-screen; conftest.py sets MUJOCO_GL=osmesa (``apt-get install libosmesa6``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageChops, ImageSequence
+
+from hacray.algo.rollout import run_episode
+from hacray.cli import main
+from hacray.config import load_config
+from hacray.envs import make_env
+from hacray.render import SUBGOAL_COLOURS
+from hacray.runners.common import Blueprint
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+QUICK = ["--set", "train.eval_every=300", "--set", "train.eval_episodes=2",
+         "--set", "train.tensorboard=false"]
+
+
+def train(run_dir: Path, config: str, steps: int, *extra: str) -> Path:
+    argv = ["train", str(CONFIGS / config), "--run-dir", str(run_dir),
+            "--max-env-steps", str(steps), *QUICK, *extra]
+    assert main(argv) == 0
+    return run_dir
+
+
+def evaluate_with_video(capsys, run_dir: Path, video: Path, episodes: int) -> dict:
+    code = main(["evaluate", str(run_dir), "--episodes", str(episodes), "--json",
+                 "--video", str(video)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def frames(path: Path) -> list[Image.Image]:
+    return [f.convert("RGB") for f in ImageSequence.Iterator(Image.open(path))]
+
+
+def changed_pixels(a: Image.Image, b: Image.Image) -> int:
+    return int(np.count_nonzero(np.asarray(ImageChops.difference(a, b)).sum(axis=2)))
+
+
+def near_colour(image: Image.Image, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
+    pixels = np.asarray(image).astype(int)
+    return int(np.count_nonzero(np.abs(pixels - np.array(rgb)).max(axis=2) <= tolerance))
+
+
+@pytest.fixture(scope="module")
+def point_mass_run(tmp_path_factory) -> Path:
+    return train(tmp_path_factory.mktemp("pm") / "run", "point_mass.yaml", 600)
+
+
+def test_point_mass_gif_has_one_frame_per_env_step(point_mass_run, tmp_path, capsys):
+    video = tmp_path / "videos" / "pm.gif"
+    result = evaluate_with_video(capsys, point_mass_run, video, episodes=2)
+    gif = frames(video)
+    steps = round(result["eval/episode_steps"] * 2)  # the video plays the evaluation episodes
+    assert result["video_frames"] == len(gif) == steps
+    assert changed_pixels(gif[0], gif[-1]) > 100
+    orange = tuple(int(255 * c) for c in SUBGOAL_COLOURS[0][:3])
+    assert all(near_colour(f, orange) > 20 for f in gif[::7]), "L1 subgoal marker missing"
+    assert near_colour(gif[0], (230, 25, 25)) > 20, "env goal marker missing"
+    assert not list(video.parent.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("name,message", [
+    ("out.avi", "use a .gif or .mp4 file name"),
+    ("out.mp4", "imageio-ffmpeg"),
+])
+def test_unwritable_video_is_one_line_exit_2_before_any_work(point_mass_run, tmp_path, capsys,
+                                                             monkeypatch, name, message):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda mod, *a: None if mod == "imageio_ffmpeg" else real(mod, *a))
+    code = main(["evaluate", str(point_mass_run), "--episodes", "1", "--video",
+                 str(tmp_path / name)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("hacray: error:") and err.count("\n") == 1 and message in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_on_step_sees_every_step_with_each_levels_current_goal():
+    config = load_config(CONFIGS / "point_mass.yaml")
+    env = make_env(config.env)
+    blueprint = Blueprint.of(config, env.spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    seen = []
+    hook = lambda obs, goals: seen.append((obs.copy(), [g.copy() for g in goals]))  # noqa: E731
+    runs = [run_episode(env, policy, config.agent, 7, np.random.default_rng(3), explore=True,
+                        on_step=on_step) for on_step in (hook, None)]
+    with_hook, without = runs
+    assert len(seen) == with_hook.stats.env_steps
+    bottom = [s for s in with_hook.segments[0] for _ in range(len(s.actions))]
+    for (obs, goals), segment in zip(seen, bottom):
+        assert np.array_equal(goals[0], segment.goal)  # the subgoal level 0 was pursuing
+    top_goal = with_hook.segments[-1][0].goal
+    assert all(np.array_equal(goals[-1], top_goal) for _, goals in seen)
+    assert np.array_equal(seen[-1][0], with_hook.segments[0][-1].obs[-1])
+    with np.printoptions(threshold=sys.maxsize):
+        assert repr(with_hook) == repr(without)  # the hook changes nothing
+
+
+@pytest.mark.mujoco
+def test_fetch_reach_gif_shows_the_episode_and_its_goal(tmp_path, capsys):
+    run_dir = train(tmp_path / "run", "fetch_reach_l1.yaml", 300)
+    video = tmp_path / "reach.gif"
+    result = evaluate_with_video(capsys, run_dir, video, episodes=1)
+    gif = frames(video)
+    assert result["video_frames"] == len(gif) == 50  # one level: all 50 steps, one frame each
+    assert changed_pixels(gif[0], gif[-1]) > 100
+    assert near_colour(gif[0], (230, 25, 25), tolerance=60) > 10, "env goal marker missing"
+
+
+@pytest.mark.mujoco
+def test_fetch_markers_are_drawn_where_the_goals_are():
+    from hacray.config import EnvConfig
+    from hacray.render import MujocoPainter
+    env = make_env(EnvConfig(id="FetchReach-v4"))
+    obs, _, goal = env.reset(0)
+    painter = MujocoPainter(env, 320, 240)
+    try:
+        subgoal = obs[:3] + np.array([0.0, -0.1, 0.05], np.float32)
+        with_goals = painter.frame(obs, (subgoal, goal), "")
+        far_away = np.full(3, 100.0, np.float32)  # both markers out of view
+        without = painter.frame(obs, (far_away, far_away), "")
+    finally:
+        painter.close()
+        env.close()
+    orange = tuple(int(255 * c) for c in SUBGOAL_COLOURS[0][:3])
+    assert near_colour(with_goals, orange, tolerance=70) > near_colour(without, orange, 70) + 20
+    assert changed_pixels(with_goals, without) > 200
