@@ -98,6 +98,13 @@ def test_every_node_installs_this_checkout_of_hacray(path):
         assert installs and torch and torch[0] < installs[0], key  # torch wheel chosen first
 
 
+@pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
+def test_token_authentication_stays_on_for_every_node(path):
+    config = prepared(path)
+    assert config["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    assert any("export RAY_AUTH_MODE=token" in cmd for cmd in config["setup_commands"])
+
+
 @pytest.mark.parametrize("rule", [
     {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
     {"FromPort": 6379, "ToPort": 6379, "IpProtocol": "tcp", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
