@@ -1,0 +1,178 @@
+"""Throughput of the distributed runner, as ratios against baselines measured in the same run.
+
+(a) sampler efficiency: env steps/s of N rollout worker actors (learner idle, replay actor
+    ingesting) / (N x the raw single-core MuJoCo rate of the task: a bare ``mujoco.mj_step``
+    loop, ``n_substeps`` calls per env step, on the env's own model and data, from the states
+    that rollouts visit).
+(b) learner efficiency: updates/s of the learner actor fed by the replay actor / updates/s of
+    ``Learner.update`` in this process on pre-sampled batches of the same size.
+
+Prints one JSON line with both ratios and the raw rates. The rate limiter is opened wide
+(``replay.tolerance``) so that neither side waits for the other.
+
+    python benchmarks/throughput.py --task FetchReach-v4 --workers 2 --seconds 30
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import mujoco
+import numpy as np
+import ray
+
+from hacray import seeding
+from hacray.algo.rollout import run_episode
+from hacray.config import Config, load_config
+from hacray.envs import make_env
+from hacray.runners.common import Blueprint
+from hacray.runners.distributed import DistributedTrainer
+from hacray.types import Episode
+
+WARMUP_S = 5.0
+WIDE_OPEN = "1000000000000.0"  # a rate-limiter tolerance that never binds
+
+
+def raw_mujoco_rate(config: Config, seconds: float) -> float:
+    """Env steps/s of a bare mj_step loop (n_substeps calls per env step) on one core.
+
+    The loop steps from the states a rollout visits (recorded from random-action episodes and
+    restored with mj_setState): from one fixed state the physics cost is not representative.
+    """
+    env, rng = make_env(config.env), np.random.default_rng(0)
+    sim = env.env.unwrapped
+    model, data, substeps = sim.model, sim.data, sim.n_substeps
+    kind = mujoco.mjtState.mjSTATE_INTEGRATION
+    states = []
+    for episode in range(10):
+        env.reset(episode)
+        for _ in range(env.spec.max_episode_steps):
+            states.append(np.empty(mujoco.mj_stateSize(model, kind)))
+            mujoco.mj_getState(model, data, states[-1], kind)
+            env.step(rng.uniform(-1, 1, env.spec.action_dim).astype(np.float32))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        mujoco.mj_setState(model, data, states[steps % len(states)], kind)
+        for _ in range(substeps):
+            mujoco.mj_step(model, data)
+        steps += 1
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def rollouts_in_process(config: Config, seconds: float) -> tuple[float, list[Episode]]:
+    """Env steps/s of run_episode in this process (the local runner's sampler), and episodes."""
+    env, rng = make_env(config.env), seeding.rng(config.train.seed, "env", 0, 0)
+    blueprint = Blueprint.of(config, env.spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    episodes, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        episodes.append(run_episode(env, policy, config.agent, int(rng.integers(2**31)), rng,
+                                    explore=True))
+    rate = sum(e.stats.env_steps for e in episodes) / (time.perf_counter() - start)
+    env.close()
+    return rate, episodes
+
+
+def updates_in_process(config: Config, episodes: list[Episode], seconds: float) -> float:
+    """Updates/s of Learner.update in this process on pre-sampled batches."""
+    env = make_env(config.env)
+    blueprint = Blueprint.of(config, env.spec)
+    env.close()
+    replay, learner = blueprint.replay(), blueprint.learner()
+    for episode in episodes:
+        replay.add_episode(episode)
+    learner.set_normalizer(*replay.normalizer_stats())
+    batches = [replay.sample(config.learner.batch_size) for _ in range(64)]
+    learner.update(batches[0])  # first-call allocations out of the timing
+    updates, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        learner.update(batches[updates % len(batches)])
+        updates += 1
+    return updates / (time.perf_counter() - start)
+
+
+def actor_rates(config: Config, seconds: float, worker_cpus: float) -> tuple[float, float]:
+    """(env steps/s of the rollout workers with the learner idle, updates/s of the learner
+    actor on what they collected), with the actors train_distributed starts."""
+    env = make_env(config.env)
+    spec = env.spec
+    env.close()
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = DistributedTrainer(config, spec, Path(run_dir), None, progress=False)
+        try:
+            trainer.start(worker_cpus)
+            acting = [worker.run.remote() for worker in trainer.workers]
+            sampling = _rate(lambda: ray.get(trainer.replay.status.remote()).env_steps, seconds)
+            ray.get(trainer.replay.close.remote())
+            ray.get(acting, timeout=config.distributed.timeout_s)
+            learning = trainer.learner.run.remote()
+            updating = _rate(lambda: ray.get(trainer.learner.snapshot.remote()).updates, seconds)
+            ray.get(trainer.learner.stop.remote())
+            ray.get(learning, timeout=config.distributed.timeout_s)
+        finally:
+            trainer.close()
+    return sampling, updating
+
+
+def _rate(read_counter: Any, seconds: float) -> float:
+    """Counter increase per second over ``seconds``, after WARMUP_S of starting up."""
+    deadline = time.perf_counter() + 120.0
+    while read_counter() == 0 and time.perf_counter() < deadline:
+        time.sleep(0.2)  # actors still starting
+    time.sleep(WARMUP_S)
+    first, start = read_counter(), time.perf_counter()
+    time.sleep(seconds)
+    return (read_counter() - first) / (time.perf_counter() - start)
+
+
+def baselines(config: Config, seconds: float) -> dict[str, float]:
+    """The single-core rates in this process: raw MuJoCo, run_episode, Learner.update."""
+    rollout, episodes = rollouts_in_process(config, seconds)
+    return {"raw_mujoco_env_steps": raw_mujoco_rate(config, seconds),
+            "in_process_rollout_env_steps": rollout,
+            "in_process_updates": updates_in_process(config, episodes, seconds)}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="FetchReach-v4", help="gymnasium-robotics env id")
+    parser.add_argument("--config", help="YAML config (default: the built-in defaults)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=30.0, help="per measured actor phase")
+    parser.add_argument("--worker-cpus", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    config = load_config(args.config, (f"env.id={args.task}", f"distributed.workers={args.workers}",
+                                       f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false"))
+    # baselines before and after the actors, averaged: the load of a shared machine drifts
+    baseline_s = max(5.0, args.seconds / 6)
+    before = baselines(config, baseline_s)
+    ray.init(include_dashboard=False, logging_level="warning")
+    cpus = ray.cluster_resources().get("CPU", 0)
+    sampler, learner = actor_rates(config, args.seconds, args.worker_cpus)
+    ray.shutdown()
+    after = baselines(config, baseline_s)
+    base = {k: (before[k] + after[k]) / 2 for k in before}
+    print(json.dumps({
+        "task": args.task, "workers": args.workers, "seconds": args.seconds,
+        "levels": config.agent.levels, "batch_size": config.learner.batch_size,
+        "ray_cpus": cpus, "os_cpus": os.cpu_count(),
+        "sampler_efficiency": round(sampler / (args.workers * base["raw_mujoco_env_steps"]), 3),
+        "learner_efficiency": round(learner / base["in_process_updates"], 3),
+        "workers_over_in_process_rollouts": round(
+            sampler / (args.workers * base["in_process_rollout_env_steps"]), 3),
+        "workers_env_steps_per_s": round(sampler, 1),
+        "learner_actor_updates_per_s": round(learner, 1),
+        **{f"{k}_per_s": round(v, 1) for k, v in base.items()},
+        "baseline_after_over_before": {k: round(after[k] / before[k], 2) for k in before}}))
+
+
+if __name__ == "__main__":
+    main()

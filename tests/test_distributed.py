@@ -1,0 +1,90 @@
+"""The distributed runner on a local Ray of 2 CPUs (Ray tier, about a minute and a half)."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from hacray import checkpoint  # noqa: E402
+from hacray.config import load_config  # noqa: E402
+from hacray.runners.distributed import train_distributed  # noqa: E402
+
+pytestmark = pytest.mark.ray
+POINT_MASS = Path(__file__).resolve().parents[1] / "configs" / "point_mass.yaml"
+# On 2 shared cores the learner is the bottleneck; a tight limiter tolerance keeps the updates
+# per env step as close to the local runner's exact ratio as the workers' episodes allow.
+FAST = ("distributed.workers=2", "distributed.timeout_s=30", "replay.tolerance=50",
+        "train.tensorboard=false")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_workers_learn_the_tiny_env(tmp_path, local_ray):
+    config = load_config(POINT_MASS, FAST)
+    run_dir = tmp_path / "run"
+    last = train_distributed(config, run_dir, worker_cpus=0.5)
+    saved = records(run_dir)
+    assert saved[-1]["env_steps"] == last["env_steps"] >= config.train.max_env_steps
+    # it learns, and stays learnt (runs on Ray are not bit-for-bit repeatable: allow a dip)
+    assert max(r["eval/success_rate"] for r in saved) >= 0.9 and last["eval/success_rate"] >= 0.8
+    # episodes from both workers reached replay, acted on by advancing weight versions
+    assert last["replay/episodes_from_worker_0"] > 0 and last["replay/episodes_from_worker_1"] > 0
+    versions = [r["policy_version"] for r in saved]
+    assert versions == sorted(versions) and versions[-1] > 10
+    assert 0 <= last["policy_lag"] < versions[-1]
+    # the limiter held updates per env step at the ratio, within its tolerance plus the one
+    # episode per worker that was under way
+    ratio, slack = config.replay.updates_per_env_step, config.replay.tolerance + 2 * 30 * 0.25
+    assert abs(last["updates"] - ratio * last["env_steps"]) <= slack
+    state = checkpoint.load(checkpoint.list_checkpoints(run_dir)[-1])
+    assert state["counters"]["env_steps"] == last["env_steps"]
+    assert state["learner"]["updates"] == last["updates"]
+    assert not [a for a in ray.util.list_named_actors() if a.startswith("hacray-")]
+
+
+def kill_worker_0_once(after_episodes: int, killed: dict) -> None:
+    """From a second thread: kill worker 0's process once it has sent some episodes."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed:
+        try:
+            status = ray.get(ray.get_actor("hacray-replay").status.remote(), timeout=10)
+            if status.episodes_from_worker.get(0, 0) >= after_episodes:
+                killed["episodes"] = status.episodes_from_worker[0]
+                ray.kill(ray.get_actor("hacray-worker-0"), no_restart=False)
+        except (ValueError, ray.exceptions.RayError):  # not started yet, or a busy machine
+            pass
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_comes_back_and_a_resumed_run_continues(tmp_path, local_ray):
+    run_dir, killed = tmp_path / "run", {}
+    short = FAST + ("train.eval_every=600", "train.eval_episodes=5")
+    killer = threading.Thread(target=kill_worker_0_once, args=(1, killed), daemon=True)
+    killer.start()
+    # long enough for a restart (a new process importing torch) on a busy machine
+    first = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=3600",)),
+                              run_dir, worker_cpus=0.5)
+    killer.join(timeout=5)
+    # restarted with fresh state, it fetched the current weights and went on sending episodes
+    assert killed, "worker 0 was never killed"
+    assert first["replay/episodes_from_worker_0"] > killed["episodes"] + 3, (killed, first)
+    second = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=4200",)),
+                               run_dir, resume=True, worker_cpus=0.5)
+    saved = records(run_dir)
+    for key in ("env_steps", "updates", "episodes", "policy_version", "wall_time_s"):
+        values = [r[key] for r in saved]
+        assert values == sorted(values), key
+    assert saved[-1]["env_steps"] == second["env_steps"] >= 4200
+    assert len(saved) >= 7
