@@ -1,4 +1,4 @@
-"""``hacray train`` and ``hacray evaluate``. Bad input ends in one line on stderr and exit code 2."""
+"""``hacray train`` and ``hacray evaluate``; bad input: one line on stderr, exit code 2."""
 from __future__ import annotations
 
 import argparse

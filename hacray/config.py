@@ -42,7 +42,7 @@ class AgentConfig:
     levels: int = 2
     """Number of hierarchy levels; 1 is exactly DDPG+HER."""
     horizons: list[int] = field(default_factory=lambda: [5, 10])
-    """Attempts per level, bottom level first (H_0, H_1, ...); the top level's H caps its subgoals."""
+    """Attempts per level, bottom first (H_0, H_1, ...); the top level's H caps its subgoals."""
     relabel: str = "hac"
     """Hindsight goal scheme: hac (final + future), future, final, episode, or none."""
     relabel_k: int = 4
@@ -74,7 +74,7 @@ class LearnerConfig:
     polyak: float = 0.95
     """Target network averaging: target <- polyak * target + (1 - polyak) * online, every update."""
     action_l2: float = 1.0
-    """Penalty on level 0's squared (normalised) actions, as in HER's baselines (not on subgoals)."""
+    """Penalty on level 0's squared (normalised) actions, as in HER's baselines; not subgoals."""
     obs_clip: float = 200.0
     """Raw observations and goals are clipped to +-obs_clip before normalising."""
     norm_clip: float = 5.0

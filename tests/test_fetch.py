@@ -48,7 +48,8 @@ def test_same_seed_same_reset():
 @pytest.mark.parametrize("levels", [1, 2])
 def test_fetch_reach_reaches_0_9_within_10k_env_steps(tmp_path, configs_dir, levels):
     run_dir = tmp_path / "run"
-    assert main(["train", str(configs_dir / f"fetch_reach_l{levels}.yaml"), "--run-dir", str(run_dir),
+    config = configs_dir / f"fetch_reach_l{levels}.yaml"
+    assert main(["train", str(config), "--run-dir", str(run_dir),
                  "--seed", "1", "--max-env-steps", "10000"]) == 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["eval/success_rate"] for r in records) >= 0.9

@@ -1,7 +1,6 @@
 """Does it learn? The tiny env end to end in one process (component tier, ~15 s each)."""
 import json
 
-import pytest
 
 from hacray.cli import main
 

@@ -17,7 +17,8 @@ def test_merging_shards_equals_one_pass_over_all_data():
 
 def test_merge_order_and_empty_shards_do_not_matter():
     rng = np.random.default_rng(1)
-    a, b = normalizer.stats_of(rng.normal(size=(10, 3))), normalizer.stats_of(rng.normal(size=(4, 3)))
+    a = normalizer.stats_of(rng.normal(size=(10, 3)))
+    b = normalizer.stats_of(rng.normal(size=(4, 3)))
     ab, ba = normalizer.merge(a, b, normalizer.empty_stats(3)), normalizer.merge(b, a)
     np.testing.assert_allclose(ab.sum, ba.sum)
     assert ab.count == ba.count == 14

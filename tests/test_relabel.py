@@ -17,7 +17,8 @@ def segment(achieved, goal, tested=None, missed=None, level=1):
                    goal=np.asarray([goal], np.float32),
                    actions=(10 + np.arange(n, dtype=np.float32))[:, None],
                    hindsight_actions=(20 + np.arange(n, dtype=np.float32))[:, None],
-                   tested=np.asarray(tested or [False] * n), missed=np.asarray(missed or [False] * n))
+                   tested=np.asarray(tested or [False] * n),
+                   missed=np.asarray(missed or [False] * n))
 
 
 def rows(tr):

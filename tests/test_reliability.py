@@ -1,7 +1,6 @@
 """Faults: non-finite numbers, disk errors, signals, GPU requests without a GPU."""
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,10 +28,11 @@ def batches(bp, value=0.0):
     from hacray.types import Transitions
     out = []
     for s in bp.spaces:
-        n, z = 8, np.zeros
-        out.append(Transitions(obs=z((n, 2), np.float32) + value, goal=z((n, s.goal_dim), np.float32),
-                               action=z((n, s.act_dim), np.float32), reward=-np.ones(n, np.float32),
-                               discount=np.full(n, 0.98, np.float32), next_obs=z((n, 2), np.float32)))
+        n = 8
+        out.append(Transitions(
+            obs=np.full((n, 2), value, np.float32), goal=np.zeros((n, s.goal_dim), np.float32),
+            action=np.zeros((n, s.act_dim), np.float32), reward=-np.ones(n, np.float32),
+            discount=np.full(n, 0.98, np.float32), next_obs=np.zeros((n, 2), np.float32)))
     return tuple(out)
 
 

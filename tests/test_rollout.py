@@ -14,7 +14,8 @@ def play(overrides=(), explore=True, seed=0):
     policy = blueprint.policy()
     policy.set_weights(blueprint.learner().weights())
     from hacray.algo.rollout import run_episode
-    return run_episode(env, policy, config.agent, seed, np.random.default_rng(seed), explore), config
+    rng = np.random.default_rng(seed)
+    return run_episode(env, policy, config.agent, seed, rng, explore), config
 
 
 @pytest.mark.parametrize("levels,horizons", [(1, [30]), (2, [5, 6]), (3, [2, 3, 5])])

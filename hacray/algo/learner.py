@@ -162,7 +162,11 @@ class Learner:
 
     # -- checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The whole learner as CPU tensors (loads on a machine without the learner's GPU)."""
         self.assert_finite()
+        return _to_cpu(self._state_dict())
+
+    def _state_dict(self) -> dict[str, Any]:
         def stats(s: NormalizerStats) -> dict[str, Any]:
             return {"count": s.count, "sum": torch.as_tensor(s.sum),
                     "sumsq": torch.as_tensor(s.sumsq)}
@@ -208,3 +212,11 @@ def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Mo
         return False
     optimiser.step()
     return True
+
+
+def _to_cpu(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _to_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to_cpu(v) for v in tree)
+    return tree.cpu() if isinstance(tree, torch.Tensor) else tree

@@ -130,6 +130,14 @@ def check_resume_config(run_dir: Path, config: Config) -> None:
                               f"used {old!r}")
 
 
+def hyperparameter_table(config: Config) -> str:
+    """The resolved config as a two-column markdown table, for TensorBoard's text tab."""
+    from hacray.config import to_dict
+    rows = [f"|{section}.{key}|{value}|" for section, values in to_dict(config).items()
+            for key, value in values.items()]
+    return "|key|value|\n|-|-|\n" + "\n".join(rows)
+
+
 class StopFlag:
     """First SIGINT/SIGTERM asks the loop to stop after a final checkpoint; a second exits now."""
 

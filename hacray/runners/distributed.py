@@ -21,7 +21,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 import ray
-import torch
 from ray.util import metrics
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -33,7 +32,8 @@ from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
-                                   check_resume_config, evaluate, prepare_run_dir, summarize)
+                                   check_resume_config, evaluate, hyperparameter_table,
+                                   prepare_run_dir, summarize)
 from hacray.types import Episode, EpisodeStats, NormalizerStats, PolicyWeights, Transitions
 
 REPLAY, LEARNER, EVALUATOR = "hacray-replay", "hacray-learner", "hacray-eval"
@@ -233,22 +233,13 @@ class LearnerActor:
         learner = self.learner
         return LearnerSnapshot(learner.updates, learner.version, learner.skipped_updates,
                                {k: float(v) for k, v in self.metrics.items()}, [self.weights],
-                               _to_cpu(learner.state_dict()))
+                               learner.state_dict())
 
     def _publish(self) -> None:
         """One ``ray.put`` per version (none without new updates); all workers get this ref."""
         if self.learner.updates != self.published_at:
             self.weights, self.published_at = ray.put(self.learner.weights()), self.learner.updates
             self.meters["policy_version"].set(self.learner.version)
-
-
-def _to_cpu(tree: Any) -> Any:
-    """A state dict that unpickles on a driver without a GPU."""
-    if isinstance(tree, dict):
-        return {k: _to_cpu(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_to_cpu(v) for v in tree)
-    return tree.cpu() if isinstance(tree, torch.Tensor) else tree
 
 
 @ray.remote
@@ -396,6 +387,7 @@ class DistributedTrainer:
         self.actors: list[ray.actor.ActorHandle] = []
         self.group: Optional[PlacementGroup] = None
         self.logger = RunLogger(run_dir, config.train.tensorboard)
+        self.logger.text("hyperparameters", hyperparameter_table(config))
         self.meters = _meters("driver", gauges=("eval_success", "policy_lag"))
         self.progress = sys.stderr.isatty() if progress is None else progress
 

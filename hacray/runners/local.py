@@ -12,7 +12,8 @@ from hacray.config import Config
 from hacray.envs import make_env
 from hacray.logging import RunLogger
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
-                                   check_resume_config, evaluate, prepare_run_dir, summarize)
+                                   check_resume_config, evaluate, hyperparameter_table,
+                                   prepare_run_dir, summarize)
 
 
 class LocalTrainer:
@@ -40,7 +41,7 @@ class LocalTrainer:
         if resume:
             self._restore()
         self.logger = RunLogger(run_dir, config.train.tensorboard)
-        self.logger.text("hyperparameters", _markdown_table(config))
+        self.logger.text("hyperparameters", hyperparameter_table(config))
         self.progress = sys.stderr.isatty() if progress is None else progress
 
     # -- the loop ---------------------------------------------------------------------------
@@ -124,7 +125,8 @@ class LocalTrainer:
         counters = state["counters"]
         self.env_steps, self.episodes = counters["env_steps"], counters["episodes"]
         self.best_success, self.wall_offset = counters["best_success"], counters["wall_time_s"]
-        self.env_rng.bit_generator.state = state["rng"]["env"]
+        if "env" in state["rng"]:  # a distributed run's checkpoint has per-worker streams only
+            self.env_rng.bit_generator.state = state["rng"]["env"]
         self.replay.rng.bit_generator.state = state["rng"]["replay"]
 
     def _report(self, record: dict[str, Any]) -> None:
@@ -143,10 +145,3 @@ def train_local(config: Config, run_dir: Path, resume: bool = False, overwrite: 
     return LocalTrainer(config, run_dir, resume, overwrite, progress).run()
 
 
-
-def _markdown_table(config: Config) -> str:
-    """The resolved config as a two-column markdown table, for TensorBoard's text tab."""
-    from hacray.config import to_dict
-    rows = [f"|{section}.{key}|{value}|" for section, values in to_dict(config).items()
-            for key, value in values.items()]
-    return "|key|value|\n|-|-|\n" + "\n".join(rows)
