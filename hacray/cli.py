@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from hacray.video import default_gl_backend
+    default_gl_backend()  # MuJoCo reads MUJOCO_GL once, at import: set it before any env exists
     try:
         if args.command == "train":
             return _train(args)

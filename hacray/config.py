@@ -115,6 +115,8 @@ class TrainConfig:
     """Rotated checkpoints kept (plus best.pt by evaluation success)."""
     tensorboard: bool = True
     """Write TensorBoard events next to metrics.jsonl."""
+    video_every: int = 10
+    """Every this many evaluations, one evaluation episode goes to TensorBoard as a GIF (0: never)."""
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ def validate(config: Config) -> None:
         (train.eval_episodes >= 1, "train.eval_episodes must be >= 1"),
         (train.episodes_per_cycle >= 1, "train.episodes_per_cycle must be >= 1"),
         (train.checkpoint_keep >= 1, "train.checkpoint_keep must be >= 1"),
+        (train.video_every >= 0, "train.video_every must be >= 0"),
         (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
         (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
         (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),

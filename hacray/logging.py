@@ -31,6 +31,21 @@ class RunLogger:
         if record:
             self.jsonl.write(json.dumps(clean) + "\n")
 
+    def gif(self, tag: str, frames: list, step: int, fps: float = 20.0) -> None:
+        """An animated GIF (Pillow images) in TensorBoard's images tab."""
+        if self.tb is None or not frames:
+            return
+        import io
+
+        from tensorboardX.proto.summary_pb2 import Summary
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=int(1000 / fps), loop=0)
+        image = Summary.Image(height=frames[0].height, width=frames[0].width, colorspace=3,
+                              encoded_image_string=buffer.getvalue())
+        self.tb.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]),
+                                        step)
+
     def text(self, tag: str, body: str) -> None:
         if self.tb is not None:
             self.tb.add_text(tag, body, 0)

@@ -21,7 +21,9 @@ import numpy as np
 from PIL import Image
 
 from hacray import seeding
-from hacray.algo.rollout import run_episode
+from hacray.algo.rollout import Policy, run_episode
+from hacray.config import Config
+from hacray.envs import GoalEnv
 from hacray.evaluate import LoadedPolicy, load_policy
 from hacray.render import FrameSizeError, Painter, painter_for
 from hacray.types import EpisodeStats
@@ -120,7 +122,7 @@ def record_episodes(checkpoint_or_run_dir: str | Path, out_path: str | Path, epi
     writer_type = check_output(out_path)
     if episodes < 1:
         raise VideoError("--episodes must be >= 1 to record a video")
-    _default_gl_backend()
+    default_gl_backend()
     with ExitStack() as stack:
         loaded = load_policy(Path(checkpoint_or_run_dir))
         stack.callback(loaded.env.close)
@@ -149,7 +151,25 @@ def play(loaded: LoadedPolicy, episodes: int, sink: FrameSink) -> Sequence[Episo
     return stats
 
 
-def _default_gl_backend() -> None:
+def episode_frames(env: GoalEnv, policy: Policy, config: Config, *, width: int = 320,
+                   height: int = 240) -> list[Image.Image]:
+    """The first evaluation episode of a run, painted frame by frame (for TensorBoard)."""
+    painter = painter_for(env, width, height)
+    frames: list[Image.Image] = []
+    try:
+        painter.reset()
+        seed = seeding.eval_env_seeds(config.train.seed, 1)[0]
+
+        def paint(obs: np.ndarray, goals: tuple[np.ndarray, ...]) -> None:
+            frames.append(painter.frame(obs, goals, f"step {len(frames) + 1}"))
+        run_episode(env, policy, config.agent, seed, seeding.rng(config.train.seed, "eval"),
+                    explore=False, on_step=paint)
+    finally:
+        painter.close()
+    return frames
+
+
+def default_gl_backend() -> None:
     """Headless Linux has no window for MuJoCo's default (GLFW): use EGL unless told otherwise.
 
     MuJoCo reads MUJOCO_GL when first imported, so this only acts before that import.

@@ -5,6 +5,7 @@ off-screen; conftest.py sets MUJOCO_GL=osmesa (``apt-get install libosmesa6``).
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -112,8 +113,10 @@ def test_on_step_sees_every_step_with_each_levels_current_goal():
 
 
 @pytest.mark.mujoco
-def test_fetch_reach_gif_shows_the_episode_and_its_goal(tmp_path, capsys):
-    run_dir = train(tmp_path / "run", "fetch_reach_l1.yaml", 300)
+def test_fetch_reach_gif_of_a_trained_policy(tmp_path, capsys):
+    run_dir = train(tmp_path / "run", "fetch_reach_l1.yaml", 1500)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["eval/success_rate"] >= 0.5, "the policy in the video should be trained"
     video = tmp_path / "reach.gif"
     result = evaluate_with_video(capsys, run_dir, video, episodes=1)
     gif = frames(video)
@@ -140,3 +143,29 @@ def test_fetch_markers_are_drawn_where_the_goals_are():
     orange = tuple(int(255 * c) for c in SUBGOAL_COLOURS[0][:3])
     assert near_colour(with_goals, orange, tolerance=70) > near_colour(without, orange, 70) + 20
     assert changed_pixels(with_goals, without) > 200
+
+
+def tensorboard_images(run_dir: Path) -> list[tuple[str, bytes]]:
+    """(tag, encoded image) of every image summary in a run's TensorBoard event files."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    found = []
+    for path in (run_dir / "tb").glob("events.*"):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):  # TFRecord: length, crc, payload, crc
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            found += [(v.tag, v.image.encoded_image_string) for v in event.summary.value
+                      if v.HasField("image")]
+    return found
+
+
+def test_periodic_evaluation_videos_reach_tensorboard(tmp_path):
+    run_dir = train(tmp_path / "run", "point_mass.yaml", 600, "--set", "train.video_every=1",
+                    "--set", "train.tensorboard=true")
+    images = tensorboard_images(run_dir)
+    assert [tag for tag, _ in images] == ["eval/video", "eval/video"]  # one per evaluation
+    gif = Image.open(io.BytesIO(images[0][1]))
+    assert gif.format == "GIF" and gif.n_frames == 30  # one frame per env step

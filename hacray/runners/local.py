@@ -33,7 +33,8 @@ class LocalTrainer:
         self.replay = self.blueprint.replay()
         self.policy = self.blueprint.policy()
         self.env_rng = seeding.rng(config.train.seed, "env", 0, 0)
-        self.env_steps = self.episodes = 0
+        self.env_steps = self.episodes = self.evaluations = 0
+        self.video_every = config.train.video_every if config.train.tensorboard else 0
         self.best_success = -1.0
         self.wall_offset = 0.0
         self.recent: list = []
@@ -102,6 +103,7 @@ class LocalTrainer:
         record["skipped_updates"] = self.learner.skipped_updates
         record.update(train_metrics)
         self.logger.write(record, self.env_steps, record=True)
+        self._video()
         success = record["eval/success_rate"]
         is_best = success > self.best_success
         self.best_success = max(self.best_success, success)
@@ -109,6 +111,22 @@ class LocalTrainer:
                         self.config.train.checkpoint_keep, is_best=is_best)
         self._report(record)
         return record
+
+    def _video(self) -> None:
+        """Every ``train.video_every`` evaluations, one evaluation episode as a TensorBoard GIF.
+        Rendering trouble (no GL back end) turns videos off with a note; training goes on."""
+        self.evaluations += 1
+        if not self.video_every or (self.evaluations - 1) % self.video_every:
+            return
+        from hacray.video import episode_frames
+        try:
+            frames = episode_frames(self.eval_env, self.policy, self.config)
+        except Exception as err:  # a missing GL library must not end a training run
+            print(f"hacray: note: evaluation videos off ({type(err).__name__}: {err})",
+                  file=sys.stderr)
+            self.video_every = 0
+            return
+        self.logger.gif("eval/video", frames, self.env_steps)
 
     # -- state ------------------------------------------------------------------------------
     def _state(self, wall_time_s: float) -> dict[str, Any]:
