@@ -116,7 +116,7 @@ class TrainConfig:
     tensorboard: bool = True
     """Write TensorBoard events next to metrics.jsonl."""
     video_every: int = 10
-    """Every this many evaluations, one evaluation episode goes to TensorBoard as a GIF (0: never)."""
+    """Every this many evaluations, one evaluation episode goes to TensorBoard as a GIF (0: off)."""
 
 
 @dataclass(frozen=True)
