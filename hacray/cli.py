@@ -57,9 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NumericalError as err:
         print(f"hacray: error: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:  # a run on Ray lost a peer (the replay actor, say)
+        if not str(err).startswith("hacray: "):
+            raise
+        print(f"hacray: error: {str(err).removeprefix('hacray: ')}", file=sys.stderr)
+        return 1
     except OSError as err:  # disk full, unwritable run directory: earlier checkpoints stay intact
+        # (also TimeoutError: a peer of a run on Ray did not answer)
         where = f"{err.filename}: " if err.filename else ""
-        print(f"hacray: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"hacray: error: {where}{err.strerror or str(err).removeprefix('hacray: ')}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

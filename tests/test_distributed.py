@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ray
 POINT_MASS = Path(__file__).resolve().parents[1] / "configs" / "point_mass.yaml"
 # On 2 shared cores the learner is the bottleneck; a tight limiter tolerance keeps the updates
 # per env step as close to the local runner's exact ratio as the workers' episodes allow.
-FAST = ("distributed.workers=2", "distributed.timeout_s=30", "replay.tolerance=50",
+FAST = ("distributed.workers=2", "distributed.timeout_s=60", "replay.tolerance=50",
         "train.tensorboard=false")
 
 

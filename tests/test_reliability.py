@@ -128,3 +128,16 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_promptly(tmp_path, point_ma
     last = json.loads(metrics.read_text().splitlines()[-1])
     newest = checkpoint.load(checkpoint.list_checkpoints(run_dir)[-1])
     assert newest["counters"]["env_steps"] == last["env_steps"] == json.loads(out)["env_steps"]
+
+
+def test_resume_skips_a_corrupt_newest_checkpoint_and_says_so(tmp_path, capsys, point_mass_yaml):
+    run_dir = tmp_path / "run"
+    base = ["train", str(point_mass_yaml), "--run-dir", str(run_dir), "--set",
+            "train.eval_every=300", "--set", "train.tensorboard=false"]
+    assert main(base + ["--max-env-steps", "600"]) == 0
+    newest = checkpoint.list_checkpoints(run_dir)[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(base + ["--max-env-steps", "900", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{newest.name} is unreadable" in err and "resumed from ckpt_000000000300.pt" in err

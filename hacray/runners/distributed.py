@@ -41,7 +41,10 @@ HOLD_S = 1.0            # longest the replay holds a reply while its limiter say
 WATCH_S = 0.5           # how often the driver reads the counters
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
 RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
+STARTUP_S = 300.0       # how long new actors may take to start on a loaded machine
 CPUS = {"learner": 1.0, "replay": 1.0, "eval": 0.5}  # each worker's: train_distributed's
+REPLAY_DIED = ("hacray: the replay actor died; its buffer is lost. Resume with --resume to "
+               "continue from the last checkpoint")
 
 
 class Turn(enum.Enum):
@@ -108,10 +111,16 @@ class ReplayActor:
     limiter defers waits (at most HOLD_S per call) without blocking anybody else's calls."""
 
     def __init__(self, config: Config, spec: EnvSpec, counters: dict[str, Any], updates: int,
-                 rng_state: Optional[dict[str, Any]]):
+                 rng_state: Optional[dict[str, Any]],
+                 learner_state: Optional[dict[str, Any]] = None):
         self.replay = Blueprint.of(config, spec).replay()
         if rng_state:
             self.replay.rng.bit_generator.state = rng_state
+        if learner_state:  # resumed: the normaliser statistics go on from the checkpoint's
+            def stats(d: dict[str, Any]) -> NormalizerStats:
+                return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
+            self.replay.obs_stats = stats(learner_state["obs_stats"])
+            self.replay.goal_stats = [stats(lv["goal_stats"]) for lv in learner_state["levels"]]
         self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
         self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
         self.min_size, self.episodes_before = config.replay.min_size, counters["episodes"]
@@ -404,7 +413,7 @@ class DistributedTrainer:
         self.replay = ReplayActor.options(
             name=REPLAY, num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
             config, self.spec, self.counters, state["learner"]["updates"] if state else 0,
-            state["rng"].get("replay") if state else None)
+            state["rng"].get("replay") if state else None, state and state["learner"])
         self.learner = LearnerActor.options(
             name=LEARNER, num_cpus=cpus["learner"], num_gpus=gpus,
             scheduling_strategy=bundle[0]).remote(config, self.spec, state and state["learner"])
@@ -421,10 +430,31 @@ class DistributedTrainer:
         start = time.perf_counter() - self.counters["wall_time_s"]
         rates = Throughput(self.counters["env_steps"],
                            self.state["learner"]["updates"] if self.state else 0)
-        _get(self.learner.latest.remote(-1), self.timeout_s, "learner")  # it has started
+        # start-up (imports, envs, networks) is not a peer's silence: it gets its own allowance
+        _get([actor.__ray_ready__.remote() for actor in self.actors],
+             max(self.timeout_s, STARTUP_S), "actor start-up")
         learning = self.learner.run.remote()
         acting = [worker.run.remote() for worker in self.workers]
         next_eval = (self.counters["env_steps"] // train.eval_every + 1) * train.eval_every
+        try:
+            return self._watch(learning, acting, next_eval, start, rates)
+        except ray.exceptions.RayError:  # a peer's failure: name the replay when it is the one
+            if self._replay_died():
+                raise RuntimeError(REPLAY_DIED) from None
+            raise
+
+    def _replay_died(self) -> bool:
+        try:
+            ray.get(self.replay.status.remote(), timeout=self.timeout_s)
+        except ray.exceptions.RayActorError:
+            return True
+        except ray.exceptions.RayError:
+            pass
+        return False
+
+    def _watch(self, learning: ray.ObjectRef, acting: list[ray.ObjectRef], next_eval: int,
+               start: float, rates: Throughput) -> dict[str, Any]:
+        train = self.config.train
         with StopFlag() as stop:
             while not stop.requested:
                 time.sleep(WATCH_S)

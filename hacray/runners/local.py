@@ -38,7 +38,6 @@ class LocalTrainer:
         self.best_success = -1.0
         self.wall_offset = 0.0
         self.recent: list = []
-        self.notes: list[str] = []
         if resume:
             self._restore()
         self.logger = RunLogger(run_dir, config.train.tensorboard)
@@ -138,8 +137,13 @@ class LocalTrainer:
 
     def _restore(self) -> None:
         path, state, warnings = checkpoint.load_latest(self.run_dir)
-        self.notes += warnings + [f"resumed from {path.name}"]
+        for note in warnings + [f"resumed from {path.name}"]:
+            print(f"hacray: {note}", file=sys.stderr)
         self.learner.load_state_dict(state["learner"])
+        # the replay restarts empty; its normaliser statistics go on from the learner's, which
+        # train() would otherwise replace with those of the new episodes alone
+        self.replay.obs_stats = self.learner.obs_norm.stats
+        self.replay.goal_stats = [level.goal_norm.stats for level in self.learner.levels]
         counters = state["counters"]
         self.env_steps, self.episodes = counters["env_steps"], counters["episodes"]
         self.best_success, self.wall_offset = counters["best_success"], counters["wall_time_s"]
