@@ -169,3 +169,13 @@ def test_periodic_evaluation_videos_reach_tensorboard(tmp_path):
     assert [tag for tag, _ in images] == ["eval/video", "eval/video"]  # one per evaluation
     gif = Image.open(io.BytesIO(images[0][1]))
     assert gif.format == "GIF" and gif.n_frames == 30  # one frame per env step
+
+
+@pytest.mark.ray
+def test_distributed_runs_put_evaluation_videos_in_tensorboard_too(tmp_path):
+    run_dir = train(tmp_path / "run", "point_mass.yaml", 600, "--workers", "2",
+                    "--set", "train.video_every=2", "--set", "train.tensorboard=true")
+    records = (run_dir / "metrics.jsonl").read_text().splitlines()
+    images = tensorboard_images(run_dir)
+    assert len(images) == (len(records) + 1) // 2 and images[0][0] == "eval/video"
+    assert Image.open(io.BytesIO(images[0][1])).n_frames == 30

@@ -303,12 +303,23 @@ class Evaluator:
     """Deterministic episodes on the run's fixed evaluation seeds, in an env of its own."""
 
     def __init__(self, config: Config):
+        from hacray.video import default_gl_backend
+        default_gl_backend()  # before the env imports MuJoCo, on whichever node this runs
         self.config, self.env = config, make_env(config.env)
         self.policy = Blueprint.of(config, self.env.spec).policy()
 
     def evaluate(self, weights: PolicyWeights) -> dict[str, float]:
         self.policy.set_weights(weights)
         return summarize(evaluate(self.env, self.policy, self.config), "eval")
+
+    def video(self) -> list | str:
+        """The first evaluation episode as frames (PIL images) for TensorBoard, with the weights
+        of the last ``evaluate``; a one-line reason instead when rendering is not possible."""
+        from hacray.video import episode_frames
+        try:
+            return episode_frames(self.env, self.policy, self.config)
+        except Exception as err:  # no GL back end on this node: videos off, training goes on
+            return f"{type(err).__name__}: {err}"
 
 
 def train_distributed(config: Config, run_dir: Path, resume: bool = False,
@@ -399,6 +410,8 @@ class DistributedTrainer:
         self.logger.text("hyperparameters", hyperparameter_table(config))
         self.meters = _meters("driver", gauges=("eval_success", "policy_lag"))
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.evaluations = 0
+        self.video_every = config.train.video_every if config.train.tensorboard else 0
 
     def start(self, worker_cpus: float) -> None:
         """Learner and replay packed on one node (the GPU's, if the learner takes one), so that
@@ -486,6 +499,7 @@ class DistributedTrainer:
             "policy_version": learner.version, **evaluation, **summarize(replay.recent, "train"),
             **rates.rates(replay.env_steps, learner.updates), **_metrics(learner, replay)}
         self.logger.write(record, replay.env_steps, record=True)
+        self._video(replay.env_steps)
         self.meters["eval_success"].set(record["eval/success_rate"])
         self.meters["policy_lag"].set(record["policy_lag"])
         self._save(record, learner, replay)
@@ -496,6 +510,18 @@ class DistributedTrainer:
                   f"policy lag {record['policy_lag']:4.1f}  {record['wall_time_s']:7.1f} s",
                   file=sys.stderr, flush=True)
         return record
+
+    def _video(self, env_steps: int) -> None:
+        """Every ``train.video_every`` evaluations, one evaluation episode to TensorBoard."""
+        self.evaluations += 1
+        if not self.video_every or (self.evaluations - 1) % self.video_every:
+            return
+        frames = _get(self.evaluator.video.remote(), max(self.timeout_s, STARTUP_S), "evaluator")
+        if isinstance(frames, str):
+            print(f"hacray: note: evaluation videos off ({frames})", file=sys.stderr)
+            self.video_every = 0
+            return
+        self.logger.gif("eval/video", frames, env_steps)
 
     def _save(self, record: dict[str, Any], learner: LearnerSnapshot,
               replay: ReplayStatus) -> None:
