@@ -54,11 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         print(f"hacray: error: {err}", file=sys.stderr)
         return 2
-    except NumericalError as err:
-        print(f"hacray: error: {err}", file=sys.stderr)
-        return 1
-    except RuntimeError as err:  # a run on Ray lost a peer (the replay actor, say)
-        if not str(err).startswith("hacray: "):
+    except RuntimeError as err:  # non-finite training, or a run on Ray lost a peer
+        if not (isinstance(err, NumericalError) or str(err).startswith("hacray: ")):
             raise
         print(f"hacray: error: {str(err).removeprefix('hacray: ')}", file=sys.stderr)
         return 1

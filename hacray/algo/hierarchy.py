@@ -33,15 +33,18 @@ class LevelSpace:
         """This level's goal-space view of an observation."""
         return env_achieved if self.goal_indices is None else obs[..., self.goal_indices]
 
-    def scale_action(self, action: np.ndarray) -> np.ndarray:
-        """Env units -> [-1, 1]."""
-        centre, half = (self.act_high + self.act_low) / 2, (self.act_high - self.act_low) / 2
-        return (action - centre) / half
+    @property
+    def act_centre(self) -> np.ndarray:
+        return (self.act_high + self.act_low) / 2
+
+    @property
+    def act_half(self) -> np.ndarray:
+        """Half the width of the action box: [-1, 1] scales to it."""
+        return (self.act_high - self.act_low) / 2
 
     def unscale_action(self, unit: np.ndarray) -> np.ndarray:
         """[-1, 1] -> env units."""
-        centre, half = (self.act_high + self.act_low) / 2, (self.act_high - self.act_low) / 2
-        return centre + half * unit
+        return self.act_centre + self.act_half * unit
 
 
 def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:

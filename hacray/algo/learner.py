@@ -47,10 +47,8 @@ class _Level:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        centre = (space.act_high + space.act_low) / 2
-        half = (space.act_high - space.act_low) / 2
-        self.act_centre = torch.as_tensor(centre, device=device)
-        self.act_half = torch.as_tensor(half, device=device)
+        self.act_centre = torch.as_tensor(space.act_centre, device=device)
+        self.act_half = torch.as_tensor(space.act_half, device=device)
         self.goal_norm = Normalizer(space.goal_dim, config.norm_eps, config.norm_clip,
                                     config.obs_clip)
 

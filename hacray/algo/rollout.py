@@ -102,8 +102,7 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
     """Uniform random action with probability random_eps, else Gaussian noise; kept in bounds."""
     if rng.random() < agent.random_eps:
         return rng.uniform(space.act_low, space.act_high).astype(np.float32)
-    half = (space.act_high - space.act_low) / 2
-    noisy = action + agent.noise_std * half * rng.standard_normal(space.act_dim)
+    noisy = action + agent.noise_std * space.act_half * rng.standard_normal(space.act_dim)
     return np.clip(noisy, space.act_low, space.act_high).astype(np.float32)
 
 

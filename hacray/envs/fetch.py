@@ -15,7 +15,6 @@ import numpy as np
 from hacray.config import ConfigError, EnvConfig
 from hacray.envs import EnvSpec, resolve_spec
 
-TABLE_TOP = 0.42
 DEFAULT_SUBGOALS: dict[str, tuple[list[int], list[float], list[float]]] = {
     "FetchReach": ([0, 1, 2], [1.14, 0.55, 0.38], [1.55, 0.95, 0.74]),
     "FetchPush": ([0, 1, 2, 3, 4, 5], [1.10, 0.50, 0.40, 1.10, 0.50, 0.40],
