@@ -72,7 +72,9 @@ class LearnerConfig:
     gamma: float = 0.98
     """Discount factor."""
     polyak: float = 0.95
-    """Target network averaging: target <- polyak * target + (1 - polyak) * online, every update."""
+    """Target network averaging: target <- polyak * target + (1 - polyak) * online."""
+    target_update_every: int = 1
+    """Updates between two target averagings (HER's baselines: 40, once per cycle; HAC: 1)."""
     action_l2: float = 1.0
     """Penalty on level 0's squared (normalised) actions, as in HER's baselines; not subgoals."""
     obs_clip: float = 200.0
@@ -124,7 +126,12 @@ class DistributedConfig:
     workers: int = 0
     """Rollout worker actors; 0 runs everything in one process (the local runner)."""
     envs_per_worker: int = 1
-    """Envs stepped by each rollout worker."""
+    """Envs stepped by each rollout worker, side by side (one batched policy call per step)."""
+    worker_cpus: float = 1.0
+    """CPUs each rollout worker asks Ray for (fractions share cores)."""
+    synchronous: bool = False
+    """Lockstep mode: collect a cycle, then train what it owes, as the local runner does. With
+    workers: 1 it reproduces the local run of the same seed exactly (slower; for checking)."""
     address: Optional[str] = None
     """Ray cluster address ('auto' joins a running cluster); None starts a local Ray."""
     learner_gpus: float = -1.0
@@ -282,6 +289,8 @@ def validate(config: Config) -> None:
         (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
         (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
         (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),
+        (config.distributed.worker_cpus > 0, "distributed.worker_cpus must be > 0"),
+        (learner.target_update_every >= 1, "learner.target_update_every must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:
