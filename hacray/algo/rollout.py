@@ -1,11 +1,14 @@
 """One hierarchical episode: level i proposes subgoals that level i-1 pursues for up to H attempts.
 
-Plain numpy: the policy is the learner's exported actors plus normaliser statistics.
+Plain numpy: the policy is the learner's exported actors plus normaliser statistics. An episode
+is a generator (:func:`play`) that yields every action it needs as an :class:`ActRequest` and
+is sent the action back, so that :func:`run_episodes` can play several envs side by side with
+one batched policy call per level and step; :func:`run_episode` plays one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,6 +23,18 @@ from hacray.types import Episode, EpisodeStats, PolicyWeights, Segment
 StepHook = Callable[[np.ndarray, tuple[np.ndarray, ...]], None]
 """Called after every env step as ``on_step(obs, goals)``: the new observation, and the goal
 each level is pursuing at that step, level 0 first (``goals[-1]`` is the env goal)."""
+
+
+class ActRequest(NamedTuple):
+    """An episode asks for level ``level``'s action on (obs, goal); exploration is its own."""
+
+    level: int
+    obs: np.ndarray
+    goal: np.ndarray
+
+
+Play = Generator[ActRequest, np.ndarray, Episode]
+"""A running episode: yields requests, is sent deterministic actions, returns the Episode."""
 
 
 class Policy:
@@ -43,11 +58,13 @@ class Policy:
             norm.set_stats(stats)
 
     def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """The level's deterministic action in env units (random-init weights before training)."""
+        """The level's deterministic action in env units (random-init weights before training).
+        ``obs`` (obs_dim,) and ``goal`` (goal_dim,), or a batch of rows of each."""
         assert self.weights is not None, "Policy.set_weights must be called before acting"
-        inputs = np.concatenate([self.obs_norm(obs), self.goal_norms[level](goal)])
-        unit = actor_forward(self.weights.actors[level], inputs[None])[0]
-        return self.spaces[level].unscale_action(unit).astype(np.float32)
+        inputs = np.concatenate([self.obs_norm(obs), self.goal_norms[level](goal)], axis=-1)
+        unit = actor_forward(self.weights.actors[level], np.atleast_2d(inputs))
+        action = self.spaces[level].unscale_action(unit).astype(np.float32)
+        return action if inputs.ndim == 2 else action[0]
 
 
 @dataclass
@@ -75,6 +92,39 @@ def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     """Play one episode from ``env.reset(env_seed)``; exploration noise and subgoal tests only
     when ``explore``. Returns every level's segments and the episode's statistics.
     ``on_step`` (optional, e.g. a video recorder) sees every step; it changes nothing else."""
+    episode = play(env, policy, agent, env_seed, rng, explore, worker_id, on_step)
+    request = next(episode)
+    while True:
+        try:
+            request = episode.send(policy.act(*request))
+        except StopIteration as done:
+            return done.value
+
+
+def run_episodes(episodes: Sequence[Play], policy: Policy) -> list[Episode]:
+    """Play episodes side by side (one env each): every round, the pending requests of each
+    level are answered by one batched policy call. Returns the Episodes in the given order."""
+    pending = {i: next(episode) for i, episode in enumerate(episodes)}
+    finished: dict[int, Episode] = {}
+    while pending:
+        for level in sorted({request.level for request in pending.values()}):
+            asking = [i for i, request in pending.items() if request.level == level]
+            actions = policy.act(level, np.stack([pending[i].obs for i in asking]),
+                                 np.stack([pending[i].goal for i in asking]))
+            for i, action in zip(asking, actions):
+                try:
+                    pending[i] = episodes[i].send(action)
+                except StopIteration as done:
+                    finished[i] = done.value
+                    del pending[i]
+    return [finished[i] for i in range(len(episodes))]
+
+
+def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
+         rng: np.random.Generator, explore: bool, worker_id: int = 0,
+         on_step: StepHook | None = None) -> Play:
+    """The episode of :func:`run_episode` as a generator of action requests (``policy`` gives
+    the spaces and the version; its actions come back through ``send``)."""
     spaces = policy.spaces
     top = len(spaces) - 1
     obs, achieved, goal = env.reset(env_seed)
@@ -83,7 +133,7 @@ def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
                     goals=[goal] * len(spaces), on_step=on_step)
     reached_top = distance_reached(spaces[top].threshold)
     degenerate = bool(reached_top(achieved, goal))
-    _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
+    yield from _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
     given = rec.subgoals_given
     reach = tuple(float(r / g) if g else float("nan") for r, g in zip(rec.subgoals_reached, given))
     spread = tuple(float("nan") if i == 0 or not rec.segments[i] else float(np.mean(
@@ -108,7 +158,7 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
 
 def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy: Policy,
                agent: AgentConfig, rng: np.random.Generator, explore: bool,
-               rec: _Recorder) -> bool:
+               rec: _Recorder) -> Generator[ActRequest, np.ndarray, bool]:
     """Level ``level`` pursues ``goal`` for up to H attempts; returns whether it reached it.
 
     Lower levels return as soon as their goal is reached; the top level uses all its attempts
@@ -121,7 +171,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     actions, hindsight, tested, missed = [], [], [], []
     goal_hit = False
     for _ in range(space.horizon):
-        action = policy.act(level, rec.obs, goal)
+        action = yield ActRequest(level, rec.obs, goal)
         if explore and not testing:
             action = _explore(action, space, agent, rng)
         if level == 0:
@@ -131,7 +181,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
             missed.append(False)
         else:
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
-            sub_hit = _run_level(level - 1, action, test, env, policy, agent, rng, explore, rec)
+            sub_hit = yield from _run_level(level - 1, action, test, env, policy, agent, rng,
+                                            explore, rec)
             below = policy.spaces[level - 1]
             hindsight.append(below.achieved(rec.obs, rec.env_achieved))
             # a subgoal whose attempts were cut off by the episode's end was not missed
