@@ -99,7 +99,7 @@ def updates_in_process(config: Config, episodes: list[Episode], seconds: float) 
     return updates / (time.perf_counter() - start)
 
 
-def actor_rates(config: Config, seconds: float, worker_cpus: float) -> tuple[float, float]:
+def actor_rates(config: Config, seconds: float) -> tuple[float, float]:
     """(env steps/s of the rollout workers with the learner idle, updates/s of the learner
     actor on what they collected), with the actors train_distributed starts."""
     env = make_env(config.env)
@@ -108,7 +108,7 @@ def actor_rates(config: Config, seconds: float, worker_cpus: float) -> tuple[flo
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = DistributedTrainer(config, spec, Path(run_dir), None, progress=False)
         try:
-            trainer.start(worker_cpus)
+            trainer.start()
             acting = [worker.run.remote() for worker in trainer.workers]
             sampling = _rate(lambda: ray.get(trainer.replay.status.remote()).env_steps, seconds)
             ray.get(trainer.replay.close.remote())
@@ -148,20 +148,25 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=30.0, help="per measured actor phase")
     parser.add_argument("--worker-cpus", type=float, default=1.0)
+    parser.add_argument("--envs-per-worker", type=int, default=1)
     args = parser.parse_args(argv)
-    config = load_config(args.config, (f"env.id={args.task}", f"distributed.workers={args.workers}",
-                                       f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false"))
+    config = load_config(args.config, (
+        f"env.id={args.task}", f"distributed.workers={args.workers}",
+        f"distributed.worker_cpus={args.worker_cpus}",
+        f"distributed.envs_per_worker={args.envs_per_worker}",
+        f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false"))
     # baselines before and after the actors, averaged: the load of a shared machine drifts
     baseline_s = max(5.0, args.seconds / 6)
     before = baselines(config, baseline_s)
     ray.init(include_dashboard=False, logging_level="warning")
     cpus = ray.cluster_resources().get("CPU", 0)
-    sampler, learner = actor_rates(config, args.seconds, args.worker_cpus)
+    sampler, learner = actor_rates(config, args.seconds)
     ray.shutdown()
     after = baselines(config, baseline_s)
     base = {k: (before[k] + after[k]) / 2 for k in before}
     print(json.dumps({
-        "task": args.task, "workers": args.workers, "seconds": args.seconds,
+        "task": args.task, "workers": args.workers, "envs_per_worker": args.envs_per_worker,
+        "seconds": args.seconds,
         "levels": config.agent.levels, "batch_size": config.learner.batch_size,
         "ray_cpus": cpus, "os_cpus": os.cpu_count(),
         "sampler_efficiency": round(sampler / (args.workers * base["raw_mujoco_env_steps"]), 3),

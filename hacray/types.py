@@ -1,7 +1,8 @@
 """Named records that cross component boundaries. Arrays are float32 numpy unless noted."""
 from __future__ import annotations
 
-from typing import NamedTuple
+import enum
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,3 +98,50 @@ class PolicyWeights(NamedTuple):
     actors: tuple[dict[str, np.ndarray], ...]
     obs_stats: NormalizerStats
     goal_stats: tuple[NormalizerStats, ...]
+
+
+# -- the distributed runner's messages (its actors pass these; nothing here imports ray) ----
+
+class Turn(enum.Enum):
+    """Replay's answer to a rollout worker that wants to insert its next episodes."""
+
+    GO = "go"
+    WAIT = "wait"  # the learner lags by more than the limiter's tolerance
+    STOP = "stop"  # the run is over
+
+
+class Sample(NamedTuple):
+    """One batch per level, and the normaliser statistics of everything replay has received."""
+
+    batches: tuple[Transitions, ...]
+    obs_stats: NormalizerStats
+    goal_stats: tuple[NormalizerStats, ...]
+
+
+class ReplayStatus(NamedTuple):
+    """Replay's run totals (a resumed run's included) and its recent episodes."""
+
+    env_steps: int
+    episodes: int
+    sizes: list[int]
+    episodes_from_worker: dict[int, int]
+    degenerate_episodes: int
+    rejected_episodes: int  # held a non-finite number: dropped, their env steps still count
+    recent: list[EpisodeStats]
+    mean_policy_version: float  # of the newest episodes (a window of them)
+    rng_state: dict[str, Any]
+
+
+class LearnerSnapshot(NamedTuple):
+    """The learner between two updates: counters, newest weights, whole state (on CPU).
+
+    weights: a one-element list holding the object-store reference of the newest
+    PolicyWeights (in a list, so that Ray hands over the reference itself).
+    """
+
+    updates: int
+    version: int
+    skipped_updates: int
+    metrics: dict[str, float]
+    weights: list[Any]
+    state: dict[str, Any]

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.ray
 POINT_MASS = Path(__file__).resolve().parents[1] / "configs" / "point_mass.yaml"
 # On 2 shared cores the learner is the bottleneck; a tight limiter tolerance keeps the updates
 # per env step as close to the local runner's exact ratio as the workers' episodes allow.
-FAST = ("distributed.workers=2", "distributed.timeout_s=60", "replay.tolerance=50",
-        "train.tensorboard=false")
+FAST = ("distributed.workers=2", "distributed.worker_cpus=0.5", "distributed.timeout_s=60",
+        "replay.tolerance=50", "train.tensorboard=false")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def records(run_dir):
 def test_two_workers_learn_the_tiny_env(tmp_path, local_ray):
     config = load_config(POINT_MASS, FAST)
     run_dir = tmp_path / "run"
-    last = train_distributed(config, run_dir, worker_cpus=0.5)
+    last = train_distributed(config, run_dir)
     saved = records(run_dir)
     assert saved[-1]["env_steps"] == last["env_steps"] >= config.train.max_env_steps
     # it learns, and stays learnt (runs on Ray are not bit-for-bit repeatable: allow a dip)
@@ -54,15 +54,21 @@ def test_two_workers_learn_the_tiny_env(tmp_path, local_ray):
     assert not [a for a in ray.util.list_named_actors() if a.startswith("hacray-")]
 
 
+def named(prefix: str):
+    """The handle of this run's actor whose name starts with ``prefix`` (names end in a tag)."""
+    name, = [n for n in ray.util.list_named_actors() if n.startswith(prefix)]
+    return ray.get_actor(name)
+
+
 def kill_worker_0_once(after_episodes: int, killed: dict) -> None:
     """From a second thread: kill worker 0's process once it has sent some episodes."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:
         try:
-            status = ray.get(ray.get_actor("hacray-replay").status.remote(), timeout=10)
+            status = ray.get(named("hacray-replay-").status.remote(), timeout=10)
             if status.episodes_from_worker.get(0, 0) >= after_episodes:
                 killed["episodes"] = status.episodes_from_worker[0]
-                ray.kill(ray.get_actor("hacray-worker-0"), no_restart=False)
+                ray.kill(named("hacray-worker-0-"), no_restart=False)
         except (ValueError, ray.exceptions.RayError):  # not started yet, or a busy machine
             pass
         time.sleep(0.1)
@@ -75,16 +81,43 @@ def test_a_killed_worker_comes_back_and_a_resumed_run_continues(tmp_path, local_
     killer.start()
     # long enough for a restart (a new process importing torch) on a busy machine
     first = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=3600",)),
-                              run_dir, worker_cpus=0.5)
+                              run_dir)
     killer.join(timeout=5)
     # restarted with fresh state, it fetched the current weights and went on sending episodes
     assert killed, "worker 0 was never killed"
     assert first["replay/episodes_from_worker_0"] > killed["episodes"] + 3, (killed, first)
     second = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=4200",)),
-                               run_dir, resume=True, worker_cpus=0.5)
+                               run_dir, resume=True)
     saved = records(run_dir)
     for key in ("env_steps", "updates", "episodes", "policy_version", "wall_time_s"):
         values = [r[key] for r in saved]
         assert values == sorted(values), key
     assert saved[-1]["env_steps"] == second["env_steps"] >= 4200
     assert len(saved) >= 7
+
+
+def test_synchronous_one_worker_reproduces_the_local_run(tmp_path, local_ray):
+    """distributed.synchronous with one worker is the local runner's loop in actors: the same
+    seed gives the same episodes, the same updates and the same weights, bit for bit."""
+    import torch
+
+    from hacray.runners.local import train_local
+    short = ("train.max_env_steps=1800", "train.eval_every=600", "train.eval_episodes=5",
+             "train.tensorboard=false")
+    train_local(load_config(POINT_MASS, short), tmp_path / "local")
+    train_distributed(load_config(POINT_MASS, short + (
+        "distributed.workers=1", "distributed.synchronous=true",
+        "distributed.worker_cpus=0.5")), tmp_path / "ray")
+    local, on_ray = records(tmp_path / "local"), records(tmp_path / "ray")
+    assert len(local) == len(on_ray) == 3
+    for key in ("env_steps", "updates", "episodes", "eval/success_rate", "eval/return",
+                "train/success_rate", "train/return", "replay/level0_size", "replay/level1_size"):
+        assert [r[key] for r in local] == [r[key] for r in on_ray], key
+    assert local[-1]["updates"] > 0
+    states = [checkpoint.load(checkpoint.list_checkpoints(tmp_path / d)[-1])["learner"]
+              for d in ("local", "ray")]
+    for level_local, level_ray in zip(states[0]["levels"], states[1]["levels"]):
+        for net in ("actor", "critic", "actor_target", "critic_target"):
+            for name, tensor in level_local[net].items():
+                assert torch.equal(tensor, level_ray[net][name]), (net, name)
+    assert torch.equal(states[0]["obs_stats"]["sum"], states[1]["obs_stats"]["sum"])

@@ -13,6 +13,25 @@ TASKS = ["FetchReach-v4", "FetchPush-v4", "FetchPickAndPlace-v4", "FetchSlide-v4
 
 
 @pytest.mark.parametrize("task", TASKS)
+def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
+    """FetchEnv.step skips gymnasium's wrappers and name look-ups; it must not change a bit of
+    what the env returns (actions out of range included: both clip them)."""
+    ours, theirs = make_env(EnvConfig(id=task)), make_env(EnvConfig(id=task)).env
+    rng = np.random.default_rng(7)
+    for seed in (0, 1):
+        ours.reset(seed)
+        theirs.reset(seed=seed)
+        for t in range(50):
+            action = rng.uniform(-1.3, 1.3, 4).astype(np.float32)
+            obs, achieved, success, truncated = ours.step(action)
+            expected, _, terminated, time_up, info = theirs.step(action)
+            np.testing.assert_array_equal(obs, expected["observation"].astype(np.float32))
+            np.testing.assert_array_equal(achieved, expected["achieved_goal"].astype(np.float32))
+            assert success == bool(info["is_success"]) and truncated == (terminated or time_up)
+    assert truncated  # the episode's 50th step
+
+
+@pytest.mark.parametrize("task", TASKS)
 def test_adapter_contract_and_subgoal_space(task):
     env = make_env(EnvConfig(id=task))
     spec = env.spec

@@ -266,8 +266,9 @@ def test_job_on_a_token_auth_cluster_spreads_workers_over_nodes(tmp_path, ray_cl
     workers = state.list(StateResource.ACTORS, options=ListApiOptions(
         filters=[("class_name", "=", "RolloutWorker")], detail=True, timeout=30),
         raise_on_missing_output=False)
-    where = {w.name: w.node_id for w in workers}
-    assert set(where) == {"hacray-worker-0", "hacray-worker-1"}, workers
+    where = {w.name: w.node_id for w in workers}  # names: hacray-worker-<i>-<run tag>
+    assert {name.rsplit("-", 1)[0] for name in where} == {"hacray-worker-0", "hacray-worker-1"}
+    assert len(where) == 2, workers
     assert len(set(where.values())) == 2, where
     head_id = next(i for i, n in nodes.items() if n["is_head_node"])
     assert set(where.values()) <= set(nodes) and set(where.values()) != {head_id}

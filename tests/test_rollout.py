@@ -60,3 +60,33 @@ def test_degenerate_episode_is_detected():
                 if np.linalg.norm(np.subtract(*env.reset(s)[1:])) < env.spec.goal_threshold)
     episode, _ = play(seed=seed)
     assert episode.stats.degenerate
+
+
+@pytest.mark.parametrize("levels,horizons", [(1, [30]), (2, [5, 6]), (3, [2, 3, 5])])
+def test_side_by_side_episodes_equal_one_at_a_time(levels, horizons):
+    """run_episodes batches the policy calls of several envs; each episode is still exactly
+    the one run_episode plays from the same seed and rng stream (to float rounding)."""
+    from hacray.algo.rollout import play as play_episode
+    from hacray.algo.rollout import run_episode, run_episodes
+    config = load_config(None, ("env.id=PointMass-v0", "learner.hidden=[16]",
+                                f"agent.levels={levels}", f"agent.horizons={horizons}"))
+    envs = [make_env(config.env) for _ in range(3)]
+    blueprint = Blueprint.of(config, envs[0].spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    together = run_episodes([play_episode(env, policy, config.agent, seed,
+                                          np.random.default_rng(seed), explore=True)
+                             for seed, env in enumerate(envs)], policy)
+    for seed, episode in enumerate(together):
+        alone = run_episode(envs[0], policy, config.agent, seed, np.random.default_rng(seed),
+                            explore=True)
+        # a batched matrix product may round differently in the last bit; NaN == NaN here
+        flat = lambda stats: np.hstack([np.asarray(v, float).ravel() for v in stats])
+        np.testing.assert_allclose(flat(episode.stats), flat(alone.stats), rtol=1e-6)
+        for level_together, level_alone in zip(episode.segments, alone.segments):
+            assert len(level_together) == len(level_alone)
+            for a, b in zip(level_together, level_alone):
+                for name in a._fields:
+                    np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0,
+                                               atol=1e-6, err_msg=name)
+    assert len({e.segments[0][0].goal.tobytes() for e in together}) == 3  # three episodes

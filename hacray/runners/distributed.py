@@ -5,19 +5,21 @@ learner actor samples from it and publishes weights (one ``ray.put`` per version
 the newest weights' ref once per episode. The replay's RateLimiter holds updates per env step
 near ``replay.updates_per_env_step``. The driver watches counters, has an evaluator actor
 evaluate, logs and checkpoints. Every blocking call has a timeout: a dead peer fails the run
-loudly instead of hanging it. Actors find each other by name (``hacray-replay``, …).
+loudly instead of hanging it. Actors get each other's handles from the driver; their names
+(``hacray-replay-<run tag>``, …) are for the dashboard. ``distributed.synchronous`` runs the
+same actors in the local runner's lockstep instead (collect a cycle, train what it owes).
 """
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import sys
 import time
+import uuid
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import ray
@@ -27,65 +29,29 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hacray import checkpoint, seeding
 from hacray.algo.replay import RateLimiter
-from hacray.algo.rollout import run_episode
+from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
                                    check_resume_config, evaluate, hyperparameter_table,
                                    prepare_run_dir, summarize)
-from hacray.types import Episode, EpisodeStats, NormalizerStats, PolicyWeights, Transitions
+from hacray.types import (Episode, LearnerSnapshot, NormalizerStats, PolicyWeights,
+                          ReplayStatus, Sample, Turn)
 
-REPLAY, LEARNER, EVALUATOR = "hacray-replay", "hacray-learner", "hacray-eval"
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
 WATCH_S = 0.5           # how often the driver reads the counters
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
 RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
 STARTUP_S = 300.0       # how long new actors may take to start on a loaded machine
-CPUS = {"learner": 1.0, "replay": 1.0, "eval": 0.5}  # each worker's: train_distributed's
+CPUS = {"learner": 1.0, "replay": 1.0, "eval": 0.5}  # each worker's: distributed.worker_cpus
 REPLAY_DIED = ("hacray: the replay actor died; its buffer is lost. Resume with --resume to "
                "continue from the last checkpoint")
 
 
-class Turn(enum.Enum):
-    """Replay's answer to a rollout worker that wants to insert its next episode."""
-
-    GO = "go"
-    WAIT = "wait"  # the learner lags by more than the limiter's tolerance
-    STOP = "stop"  # the run is over
-
-
-class Sample(NamedTuple):
-    """One batch per level, and the normaliser statistics of everything replay has received."""
-
-    batches: tuple[Transitions, ...]
-    obs_stats: NormalizerStats
-    goal_stats: tuple[NormalizerStats, ...]
-
-
-class ReplayStatus(NamedTuple):
-    """Replay's run totals (a resumed run's included) and its recent episodes."""
-
-    env_steps: int
-    episodes: int
-    sizes: list[int]
-    episodes_from_worker: dict[int, int]
-    degenerate_episodes: int
-    rejected_episodes: int  # held a non-finite number: dropped, their env steps still count
-    recent: list[EpisodeStats]
-    mean_policy_version: float  # of the newest LAG_WINDOW episodes
-    rng_state: dict[str, Any]
-
-
-class LearnerSnapshot(NamedTuple):
-    """The learner between two updates: counters, newest weights, whole state (on CPU)."""
-
-    updates: int
-    version: int
-    skipped_updates: int
-    metrics: dict[str, float]
-    weights: list[ray.ObjectRef]  # in a list, so that Ray hands over the ref itself
-    state: dict[str, Any]
+def actor_name(role: str, run_tag: str) -> str:
+    """``hacray-<role>-<run tag>``: roles read in the dashboard; two runs never collide."""
+    return f"hacray-{role}-{run_tag}"
 
 
 def _meters(role: str, counters: tuple[str, ...] = (), gauges: tuple[str, ...] = ()) -> dict:
@@ -124,18 +90,20 @@ class ReplayActor:
         self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
         self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
         self.min_size, self.episodes_before = config.replay.min_size, counters["episodes"]
+        self.synchronous = config.distributed.synchronous  # no limiter: the driver paces
         self.from_worker: dict[int, int] = {}
         self.recent: deque[Episode] = deque(maxlen=RECENT)
         self.changed, self.closed = asyncio.Condition(), False
         self.meters = _meters("replay", gauges=tuple(
             f"replay_size_level{i}" for i in range(config.agent.levels)))
 
-    async def add_episode(self, episode: Episode) -> Turn:
-        """Relabel and store one episode; answer whether its worker may send the next one."""
-        self.replay.add_episode(episode)
-        self.limiter.env_steps += episode.stats.env_steps
-        self.from_worker[episode.worker_id] = self.from_worker.get(episode.worker_id, 0) + 1
-        self.recent.append(episode._replace(segments=()))
+    async def add_episodes(self, episodes: list[Episode]) -> Turn:
+        """Relabel and store a worker's episodes; answer whether it may send its next ones."""
+        for episode in episodes:
+            self.replay.add_episode(episode)
+            self.limiter.env_steps += episode.stats.env_steps
+            self.from_worker[episode.worker_id] = self.from_worker.get(episode.worker_id, 0) + 1
+            self.recent.append(episode._replace(segments=()))
         for i, size in enumerate(self.replay.sizes()):
             self.meters[f"replay_size_level{i}"].set(size)
         await self._notify()
@@ -143,14 +111,20 @@ class ReplayActor:
 
     async def turn(self) -> Turn:
         """Inserts wait while the learner lags by more than the tolerance (not while filling)."""
+        if self.synchronous:
+            return Turn.STOP if self.closed else Turn.GO
         if await self._wait(lambda: self.closed or not self._ready() or self.limiter.can_insert()):
             return Turn.STOP if self.closed else Turn.GO
         return Turn.WAIT
 
     async def sample(self, batch_size: int) -> Optional[Sample]:
         """A batch per level once the limiter allows one more update (it counts as done);
-        None if it did not within HOLD_S, and the learner asks again."""
-        if not await self._wait(lambda: self._ready() and self.limiter.can_update()):
+        None if it did not within HOLD_S, and the learner asks again. Synchronous runs sample
+        whenever replay is ready (None at once when it is not)."""
+        if self.synchronous:
+            if not self._ready():
+                return None
+        elif not await self._wait(lambda: self._ready() and self.limiter.can_update()):
             return None
         self.limiter.updates += 1
         await self._notify()
@@ -194,13 +168,15 @@ class LearnerActor:
     """The Learner fed by the replay actor. An asyncio actor: weight requests and snapshots are
     answered between two updates, never during one."""
 
-    def __init__(self, config: Config, spec: EnvSpec, state: Optional[dict[str, Any]]):
+    def __init__(self, config: Config, spec: EnvSpec, state: Optional[dict[str, Any]],
+                 replay: ray.actor.ActorHandle):
         # sampled batches arrive as read-only numpy views; the learner only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.learner = Blueprint.of(config, spec).learner()
         if state is not None:
             self.learner.load_state_dict(state)
-        self.replay, self.batch_size = ray.get_actor(REPLAY), config.learner.batch_size
+        self.replay, self.batch_size = replay, config.learner.batch_size
+        self.updates_per_env_step = config.replay.updates_per_env_step
         self.timeout_s = config.distributed.timeout_s
         # publish as often as the local runner does: once per cycle of exploration episodes
         self.publish_every = max(1, round(config.train.episodes_per_cycle * spec.max_episode_steps
@@ -223,11 +199,26 @@ class LearnerActor:
             requests.append(self.replay.sample.remote(self.batch_size))
             if sample is None:  # replay still filling, or the learner far enough ahead
                 continue
-            self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
-            self.metrics = self.learner.update(sample.batches)
-            self.meters["updates"].inc()
+            self._update(sample)
             if self.learner.updates % self.publish_every == 0:
                 self._publish()
+
+    async def train(self, env_steps: int) -> None:
+        """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
+        then publish."""
+        owed = int(self.updates_per_env_step * env_steps) - self.learner.updates
+        for _ in range(max(owed, 0)):
+            sample = await asyncio.wait_for(self.replay.sample.remote(self.batch_size),
+                                            self.timeout_s)
+            if sample is None:  # replay not filled to min_size yet
+                break
+            self._update(sample)
+        self._publish()
+
+    def _update(self, sample: Sample) -> None:
+        self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
+        self.metrics = self.learner.update(sample.batches)
+        self.meters["updates"].inc()
 
     async def stop(self) -> None:
         self.stopping = True
@@ -253,34 +244,49 @@ class LearnerActor:
 
 @ray.remote
 class RolloutWorker:
-    """Plays exploration episodes, each with the newest weights, into replay until told STOP."""
+    """Plays exploration episodes in its envs side by side, each round with the newest weights,
+    into replay until told STOP."""
 
-    def __init__(self, config: Config, worker_id: int):
+    def __init__(self, config: Config, worker_id: int, replay: ray.actor.ActorHandle,
+                 learner: ray.actor.ActorHandle):
         envs = range(config.distributed.envs_per_worker)
         self.envs = [make_env(config.env) for _ in envs]
         self.rngs = [seeding.rng(config.train.seed, "env", worker_id, i) for i in envs]
         self.policy = Blueprint.of(config, self.envs[0].spec).policy()
         self.agent, self.worker_id = config.agent, worker_id
-        self.replay, self.learner = ray.get_actor(REPLAY), ray.get_actor(LEARNER)
+        self.replay, self.learner = replay, learner
         self.timeout_s = config.distributed.timeout_s
         self.meters = _meters(f"worker-{worker_id}", ("env_steps", "episodes"))
 
     def run(self) -> None:
-        """Act -> push, episode after episode; returns when replay answers STOP."""
+        """Act -> push, round after round; returns when replay answers STOP."""
         reply = None
         while True:
-            for env, rng in zip(self.envs, self.rngs):
-                self._refresh_weights()
-                episode = run_episode(env, self.policy, self.agent, int(rng.integers(2**31)),
-                                      rng, explore=True, worker_id=self.worker_id)
-                if self._await_turn(reply) is Turn.STOP:
-                    return
-                reply = self.replay.add_episode.remote(episode)  # answered while we act
-                self.meters["env_steps"].inc(episode.stats.env_steps)
-                self.meters["episodes"].inc()
+            episodes = self._play(len(self.envs))
+            if self._await_turn(reply) is Turn.STOP:
+                return
+            reply = self.replay.add_episodes.remote(episodes)  # answered while we act
+
+    def collect(self, episodes: int) -> None:
+        """Synchronous mode: ``episodes`` episodes into replay, each insert awaited."""
+        while episodes > 0:
+            played = self._play(min(episodes, len(self.envs)))
+            _get(self.replay.add_episodes.remote(played), self.timeout_s, "replay")
+            episodes -= len(played)
+
+    def _play(self, n_envs: int) -> list[Episode]:
+        """One episode in each of the first ``n_envs`` envs, side by side, with one version."""
+        self._refresh_weights()
+        episodes = run_episodes([
+            play(env, self.policy, self.agent, int(rng.integers(2**31)), rng, explore=True,
+                 worker_id=self.worker_id)
+            for env, rng in zip(self.envs[:n_envs], self.rngs[:n_envs])], self.policy)
+        self.meters["env_steps"].inc(sum(e.stats.env_steps for e in episodes))
+        self.meters["episodes"].inc(len(episodes))
+        return episodes
 
     def _refresh_weights(self) -> None:
-        """Once per episode, so that one policy version acts a whole episode. A (re)started
+        """Once per round, so that one policy version acts a whole episode. A (re)started
         worker holds version 0, so it always fetches before it acts."""
         newer = _get(self.learner.latest.remote(self.policy.version), self.timeout_s, "learner")
         if newer is not None:
@@ -323,13 +329,12 @@ class Evaluator:
 
 
 def train_distributed(config: Config, run_dir: Path, resume: bool = False,
-                      overwrite: bool = False, *, worker_cpus: float = 1.0,
-                      progress: Optional[bool] = None) -> dict[str, Any]:
+                      overwrite: bool = False, *, progress: Optional[bool] = None
+                      ) -> dict[str, Any]:
     """Train with ``distributed.workers`` rollout actors; return the last metrics record.
 
     Joins ``distributed.address`` or starts a local Ray, and shuts it down at the end; a Ray the
-    caller started is used as it is and left running. ``worker_cpus``: what each rollout worker
-    asks Ray for (fractions share cores).
+    caller started is used as it is and left running.
     """
     if config.distributed.workers < 1:
         raise ConfigError("config: distributed.workers must be >= 1 to train on Ray")
@@ -347,7 +352,7 @@ def train_distributed(config: Config, run_dir: Path, resume: bool = False,
     started = _init_ray(config.distributed.address)
     trainer = DistributedTrainer(config, spec, run_dir, state, progress)
     try:
-        trainer.start(worker_cpus)
+        trainer.start()
         return trainer.run()
     finally:
         trainer.close()
@@ -369,10 +374,11 @@ def _init_ray(address: Optional[str]) -> bool:
     return True
 
 
-def _resources(config: Config, worker_cpus: float) -> tuple[dict[str, float], float]:
+def _resources(config: Config) -> tuple[dict[str, float], float]:
     """CPUs per role and the learner's GPUs. A local Ray too small for every role shrinks all
     CPU requests alike, so that all roles start and share its cores; a cluster is taken at its
     word. learner_gpus -1: one GPU when the cluster has any."""
+    worker_cpus = config.distributed.worker_cpus
     want = {**CPUS, "worker": worker_cpus}
     total = sum(CPUS.values()) + config.distributed.workers * worker_cpus
     have = ray.cluster_resources()
@@ -412,49 +418,79 @@ class DistributedTrainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.evaluations = 0
         self.video_every = config.train.video_every if config.train.tensorboard else 0
+        self.run_tag = uuid.uuid4().hex[:8]
 
-    def start(self, worker_cpus: float) -> None:
+    def start(self) -> None:
         """Learner and replay packed on one node (the GPU's, if the learner takes one), so that
         batches cross no network; rollout workers and the evaluator wherever Ray likes."""
         config, state = self.config, self.state
-        cpus, gpus = _resources(config, worker_cpus)
+        cpus, gpus = _resources(config)
+        name = lambda role: actor_name(role, self.run_tag)
         self.group = placement_group([{"CPU": cpus["learner"], **({"GPU": gpus} if gpus else {})},
                                       {"CPU": cpus["replay"]}], strategy="STRICT_PACK")
         _get(self.group.ready(), self.timeout_s, "placement of learner and replay on one node")
         bundle = [PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
                   for i in range(2)]
         self.replay = ReplayActor.options(
-            name=REPLAY, num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
+            name=name("replay"), num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
             config, self.spec, self.counters, state["learner"]["updates"] if state else 0,
             state["rng"].get("replay") if state else None, state and state["learner"])
         self.learner = LearnerActor.options(
-            name=LEARNER, num_cpus=cpus["learner"], num_gpus=gpus,
-            scheduling_strategy=bundle[0]).remote(config, self.spec, state and state["learner"])
+            name=name("learner"), num_cpus=cpus["learner"], num_gpus=gpus,
+            scheduling_strategy=bundle[0]).remote(config, self.spec, state and state["learner"],
+                                                  self.replay)
         # a crashed worker comes back fresh (policy version 0) and its run() is retried
         self.workers = [RolloutWorker.options(
-            name=f"hacray-worker-{i}", num_cpus=cpus["worker"], max_restarts=-1,
-            max_task_retries=-1).remote(config, i) for i in range(config.distributed.workers)]
-        self.evaluator = Evaluator.options(name=EVALUATOR, num_cpus=cpus["eval"]).remote(config)
+            name=name(f"worker-{i}"), num_cpus=cpus["worker"], max_restarts=-1,
+            max_task_retries=-1).remote(config, i, self.replay, self.learner)
+            for i in range(config.distributed.workers)]
+        self.evaluator = Evaluator.options(name=name("eval"), num_cpus=cpus["eval"]).remote(
+            config)
         self.actors = [*self.workers, self.learner, self.replay, self.evaluator]
 
     def run(self) -> dict[str, Any]:
         """Until max_env_steps or SIGINT/SIGTERM; then a final evaluation and checkpoint."""
-        train = self.config.train
         start = time.perf_counter() - self.counters["wall_time_s"]
         rates = Throughput(self.counters["env_steps"],
                            self.state["learner"]["updates"] if self.state else 0)
         # start-up (imports, envs, networks) is not a peer's silence: it gets its own allowance
         _get([actor.__ray_ready__.remote() for actor in self.actors],
              max(self.timeout_s, STARTUP_S), "actor start-up")
-        learning = self.learner.run.remote()
-        acting = [worker.run.remote() for worker in self.workers]
-        next_eval = (self.counters["env_steps"] // train.eval_every + 1) * train.eval_every
         try:
-            return self._watch(learning, acting, next_eval, start, rates)
+            if self.config.distributed.synchronous:
+                return self._lockstep(start, rates)
+            return self._free_running(start, rates)
         except ray.exceptions.RayError:  # a peer's failure: name the replay when it is the one
             if self._replay_died():
                 raise RuntimeError(REPLAY_DIED) from None
             raise
+
+    def _free_running(self, start: float, rates: Throughput) -> dict[str, Any]:
+        """Workers act and the learner learns, each at its own pace within the limiter's."""
+        train = self.config.train
+        learning = self.learner.run.remote()
+        acting = [worker.run.remote() for worker in self.workers]
+        next_eval = (self.counters["env_steps"] // train.eval_every + 1) * train.eval_every
+        return self._watch(learning, acting, next_eval, start, rates)
+
+    def _lockstep(self, start: float, rates: Throughput) -> dict[str, Any]:
+        """The local runner's loop with its parts in actors: every worker collects a cycle of
+        episodes, the learner trains what they owe and publishes, then maybe evaluate."""
+        train, timeout_s = self.config.train, self.timeout_s
+        env_steps, last = self.counters["env_steps"], {}
+        next_eval = (env_steps // train.eval_every + 1) * train.eval_every
+        with StopFlag() as stop:
+            while env_steps < train.max_env_steps and not stop.requested:
+                _get([worker.collect.remote(train.episodes_per_cycle) for worker in self.workers],
+                     timeout_s, "rollout workers")
+                env_steps = _get(self.replay.status.remote(), timeout_s, "replay").env_steps
+                _get(self.learner.train.remote(env_steps), timeout_s, "learner")
+                if env_steps >= next_eval or env_steps >= train.max_env_steps:
+                    next_eval += train.eval_every
+                    last = self.evaluate_and_save(start, rates)
+            if stop.requested:
+                last = self.evaluate_and_save(start, rates)
+        return last
 
     def _replay_died(self) -> bool:
         try:
@@ -467,6 +503,7 @@ class DistributedTrainer:
 
     def _watch(self, learning: ray.ObjectRef, acting: list[ray.ObjectRef], next_eval: int,
                start: float, rates: Throughput) -> dict[str, Any]:
+        """Evaluate every eval_every env steps until the end; then stop everybody in order."""
         train = self.config.train
         with StopFlag() as stop:
             while not stop.requested:
