@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -33,11 +34,11 @@ class LevelSpace:
         """This level's goal-space view of an observation."""
         return env_achieved if self.goal_indices is None else obs[..., self.goal_indices]
 
-    @property
+    @cached_property  # on every action: computed once (the dataclass is frozen)
     def act_centre(self) -> np.ndarray:
         return (self.act_high + self.act_low) / 2
 
-    @property
+    @cached_property
     def act_half(self) -> np.ndarray:
         """Half the width of the action box: [-1, 1] scales to it."""
         return (self.act_high - self.act_low) / 2

@@ -2,6 +2,10 @@
 
 ``update(batches)`` takes one float32 numpy batch per level and returns a metrics dict;
 ``weights()`` exports what rollout workers need; ``state_dict()`` is the whole checkpoint.
+
+Besides losses, ``update`` reports ``diag/*`` diagnostics: where the critics' predictions sit
+against their targets' clip range, and how far the input normalisation drifted between the
+last two published policies (see ``Learner.weights``).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import torch
 
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.networks import Actor, Critic, export_actor
-from hacray.algo.normalizer import Normalizer
+from hacray.algo.normalizer import Normalizer, drift
 from hacray.config import LearnerConfig
 from hacray.types import NormalizerStats, PolicyWeights, Transitions
 
@@ -69,6 +73,8 @@ class Learner:
         self.skipped_updates = 0
         self.consecutive_skips = 0
         self._norm_tensors = self._normaliser_tensors()
+        self._published_stats = self._stats()
+        self._norm_drift = self._drift_since(self._published_stats)  # zeros: nothing moved yet
 
     # -- normaliser -------------------------------------------------------------------------
     def set_normalizer(self, obs_stats: NormalizerStats,
@@ -77,6 +83,23 @@ class Learner:
         for level, stats in zip(self.levels, goal_stats):
             level.goal_norm.set_stats(stats)
         self._norm_tensors = self._normaliser_tensors()
+
+    def _stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
+        """The observation statistics and every level's goal statistics now in use."""
+        return self.obs_norm.stats, tuple(lv.goal_norm.stats for lv in self.levels)
+
+    def _drift_since(self, reference: tuple[NormalizerStats, tuple[NormalizerStats, ...]]
+                     ) -> dict[str, float]:
+        """``diag/*_drift`` of the statistics now in use against ``reference`` (normalizer.drift)."""
+        eps = self.config.norm_eps
+        obs_ref, goal_refs = reference
+        out = dict(zip(("diag/obs_norm_mean_drift", "diag/obs_norm_std_drift"),
+                       drift(obs_ref, self.obs_norm.stats, eps)))
+        for i, (lv, ref) in enumerate(zip(self.levels, goal_refs)):
+            out.update(zip((f"diag/level{i}_goal_norm_mean_drift",
+                            f"diag/level{i}_goal_norm_std_drift"),
+                           drift(ref, lv.goal_norm.stats, eps)))
+        return out
 
     def _normaliser_tensors(self) -> list[tuple[torch.Tensor, ...]]:
         def t(x: np.ndarray) -> torch.Tensor:
@@ -91,14 +114,21 @@ class Learner:
 
     # -- training ---------------------------------------------------------------------------
     def update(self, batches: tuple[Transitions, ...]) -> dict[str, float]:
-        """One gradient step per level; a level whose loss is non-finite is skipped and counted."""
-        metrics: dict[str, float] = {}
+        """One gradient step per level; a level whose loss is non-finite is skipped and counted.
+
+        Targets are averaged on updates number k, 2k, ... (k = ``target_update_every``,
+        counting this one: with k = 40 the first averaging is on update 40, as in HER's
+        baselines). Values are 0-d tensors (no GPU sync here) or floats; ``float()`` them.
+        """
+        average_targets = (self.updates + 1) % self.config.target_update_every == 0
+        metrics: dict[str, float] = dict(self._norm_drift)
         for i, (level, batch) in enumerate(zip(self.levels, batches)):
-            metrics.update(self._update_level(i, level, batch))
+            metrics.update(self._update_level(i, level, batch, average_targets))
         self.updates += 1
         return metrics
 
-    def _update_level(self, i: int, level: _Level, batch: Transitions) -> dict[str, float]:
+    def _update_level(self, i: int, level: _Level, batch: Transitions,
+                      average_targets: bool) -> dict[str, float]:
         c, dev = self.config, self.device
         b = {k: torch.as_tensor(v, device=dev) for k, v in batch._asdict().items()}
         obs_mean, obs_std, goal_mean, goal_std = self._norm_tensors[i]
@@ -120,11 +150,15 @@ class Learner:
         if not _step(level.actor_opt, actor_loss, level.actor):
             return self._skip(i)
         self.consecutive_skips = 0
-        self._soft_update(level)
+        if average_targets:  # a level skipped on that update waits for the next k-th one
+            self._soft_update(level)
+        q = q.detach()
+        q_min, q_max = torch.aminmax(q)
         return {f"level{i}/critic_loss": critic_loss.detach(),
                 f"level{i}/actor_loss": actor_loss.detach(),
-                f"level{i}/q_mean": q.detach().mean(), f"level{i}/q_min": q.detach().min(),
-                f"level{i}/target_mean": target.mean()}
+                f"level{i}/q_mean": q.mean(), f"level{i}/q_min": q_min,
+                f"level{i}/target_mean": target.mean(),
+                **_q_range(i, q, q_max, level.space.q_low)}
 
     def _skip(self, i: int) -> dict[str, float]:
         self.skipped_updates += 1
@@ -142,14 +176,22 @@ class Learner:
 
     # -- publishing -------------------------------------------------------------------------
     def weights(self) -> PolicyWeights:
-        """Actors and normaliser statistics for the workers, tagged with a new version."""
+        """Actors and normaliser statistics for the workers, tagged with a new version.
+
+        Also measures normaliser drift: the statistics published now against those of the
+        previous publication; ``update`` reports it until the next one. Both runners publish
+        once per cycle of exploration episodes, so the drift is per cycle in both, whether
+        ``set_normalizer`` ran once per update or once per burst. It is 0 while either side
+        is empty (the first statistics, and the first publication after a resume).
+        """
         self.assert_finite()
         self.version += 1
+        self._norm_drift = self._drift_since(self._published_stats)
+        obs_stats, goal_stats = self._published_stats = self._stats()
         return PolicyWeights(
             version=self.version,
             actors=tuple(export_actor(lv.actor) for lv in self.levels),
-            obs_stats=self.obs_norm.stats,
-            goal_stats=tuple(lv.goal_norm.stats for lv in self.levels))
+            obs_stats=obs_stats, goal_stats=goal_stats)
 
     def assert_finite(self) -> None:
         """Raise NumericalError rather than let non-finite weights reach workers or disk."""
@@ -196,6 +238,17 @@ class Learner:
         self.set_normalizer(stats(state["obs_stats"]),
                             tuple(stats(s["goal_stats"]) for s in state["levels"]))
         torch.set_rng_state(state["torch_rng"])
+
+
+def _q_range(i: int, q: torch.Tensor, q_max: torch.Tensor, q_low: float) -> dict[str, Any]:
+    """Level ``i``'s predictions on the batch against the clip range [q_low, 0] of its targets.
+
+    No target lies outside that range, so predictions outside it are pure critic error.
+    """
+    return {f"diag/level{i}_q_max": q_max,
+            f"diag/level{i}_q_below_lower_frac": (q < q_low).float().mean(),
+            f"diag/level{i}_q_above_zero_frac": (q > 0.0).float().mean(),
+            f"diag/level{i}_q_lower_bound": q_low}
 
 
 def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Module) -> bool:

@@ -29,6 +29,28 @@ def merge(*shards: NormalizerStats) -> NormalizerStats:
     return NormalizerStats(float(count), total, total_sq)
 
 
+def mean_std(stats: NormalizerStats, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (floored at ``eps``) of non-empty statistics, in float64."""
+    mean = stats.sum / stats.count
+    var = np.maximum(stats.sumsq / stats.count - np.square(mean), 0.0)
+    return mean, np.maximum(np.sqrt(var), eps)
+
+
+def drift(old: NormalizerStats, new: NormalizerStats, eps: float) -> tuple[float, float]:
+    """How far the normalisation moved from ``old`` to ``new``, in units of the old std.
+
+    Returns (mean over dims of |new_mean - old_mean| / old_std,
+    mean over dims of |new_std / old_std - 1|); (0, 0) when either side is empty, because
+    the first real statistics replacing the identity map are not drift.
+    """
+    if old.count <= 0 or new.count <= 0:
+        return 0.0, 0.0
+    old_mean, old_std = mean_std(old, eps)
+    new_mean, new_std = mean_std(new, eps)
+    return (float(np.mean(np.abs(new_mean - old_mean) / old_std)),
+            float(np.mean(np.abs(new_std / old_std - 1.0))))
+
+
 class Normalizer:
     """Maps raw inputs to ``clip((clip(x, +-obs_clip) - mean) / std, +-norm_clip)`` in float32."""
 
@@ -44,13 +66,14 @@ class Normalizer:
         self.set_stats(merge(self.stats, stats_of(data, self.obs_clip)))
 
     def set_stats(self, stats: NormalizerStats) -> None:
-        """Replace the statistics (e.g. with the merged ones a learner published)."""
+        """Replace the statistics (e.g. with the merged ones a learner published).
+
+        Empty statistics keep the current mean and std (the identity map at first).
+        """
         self.stats = stats
         if stats.count > 0:
-            mean = stats.sum / stats.count
-            var = np.maximum(stats.sumsq / stats.count - np.square(mean), 0.0)
-            self.mean = mean.astype(np.float32)
-            self.std = np.maximum(np.sqrt(var), self.eps).astype(np.float32)
+            mean, std = mean_std(stats, self.eps)
+            self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         clipped = np.clip(np.asarray(x, np.float32), -self.obs_clip, self.obs_clip)
