@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -252,6 +255,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def validate(config: Config) -> None:

@@ -69,3 +69,12 @@ def test_bad_overrides(override, message):
 def test_missing_file():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/x.yaml")
+
+
+@pytest.mark.parametrize("text,expected", [("1e-3", 1e-3), ("5E-4", 5e-4), ("2e+1", 20.0)])
+def test_exponent_without_a_dot_is_a_float(text, expected):
+    """PyYAML reads 1e-3 as a string; a float field takes it as the number it means."""
+    assert load_config(None, (f"learner.actor_lr={text}",)).learner.actor_lr == expected
+    assert load_config(None, (f"env.goal_threshold={text}",)).env.goal_threshold == expected
+    with pytest.raises(ConfigError, match="learner.actor_lr' must be float"):
+        load_config(None, ("learner.actor_lr=1e-3x",))
