@@ -1,4 +1,5 @@
-"""``hacray train`` and ``hacray evaluate``; bad input: one line on stderr, exit code 2."""
+"""``hacray train``, ``hacray evaluate`` and ``hacray tune``; bad input: one line on stderr,
+exit code 2."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video", type=Path, metavar="OUT.gif|OUT.mp4",
                           help="also render the evaluation episodes, each level's goal marked "
                           "(.mp4 needs imageio and imageio-ffmpeg)")
+    _tune_parser(sub)
     return parser
+
+
+def _tune_parser(sub: Any) -> None:
+    tune = sub.add_parser("tune", help="sweep a grid of config values x seeds with Ray Tune, "
+                          "each trial a local training run")
+    tune.add_argument("config", help="YAML config every trial starts from")
+    tune.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2",
+                      help="values to sweep (repeatable: the grid is the product of all)")
+    tune.add_argument("--seeds", type=int, default=1,
+                      help="seeds per grid point: train.seed + 0, 1, ... (default 1)")
+    tune.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="SECTION.KEY=VALUE", help="override one value in every trial")
+    tune.add_argument("--max-env-steps", type=int, help="overrides train.max_env_steps")
+    tune.add_argument("--out", type=Path, help="sweep directory (default runs/tune-<config>-"
+                      "<time>); must not exist or be empty")
+    tune.add_argument("--trial-cpus", type=float, default=1.0,
+                      help="CPUs Ray reserves per trial; trials at once = CPUs / this")
+    tune.add_argument("--address", help="Ray cluster to run the trials on (default: a local "
+                      "Ray); --out must then be on storage that every node shares")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "tune":
+            return _tune(args)
         return _evaluate(args)
     except USAGE_ERRORS as err:
         print(f"hacray: error: {err}", file=sys.stderr)
@@ -115,6 +138,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         video = {"video": str(summary.path), "video_frames": summary.frames}
     result = {**evaluate_checkpoint(args.target, args.episodes), **video}
     print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    """Plan and validate every trial, then run them on Ray Tune and print the summary table."""
+    from hacray import tune as sweep
+    overrides = list(args.overrides)
+    if args.max_env_steps is not None:
+        overrides.append(f"train.max_env_steps={args.max_env_steps}")
+    if args.trial_cpus <= 0:
+        raise ConfigError("--trial-cpus must be > 0")
+    grid = sweep.parse_grid(args.grid)
+    trials = sweep.plan_trials(args.config, grid, args.seeds, overrides)
+    sweep.check_envs(trials)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"tune-{Path(args.config).stem}-{stamp}"
+    sweep.prepare_out(out)
+    start = time.perf_counter()
+    failed = sweep.run_trials(trials, out, args.trial_cpus, args.address)
+    rows = sweep.summarize(trials, out)
+    sweep.write_summary(rows, out, {
+        "config": str(args.config), "grid": dict(grid), "seeds": args.seeds,
+        "overrides": overrides, "failed": failed, "wall_time_s": time.perf_counter() - start})
+    print(sweep.format_table(rows))
+    print(f"hacray: sweep of {len(trials)} trials in {out}", file=sys.stderr)
+    if failed:
+        print(f"hacray: error: {len(failed)} of {len(trials)} trials failed: "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
