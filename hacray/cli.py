@@ -143,7 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     """Plan and validate every trial, then run them on Ray Tune and print the summary table."""
-    from hacray import tune as sweep
+    from hacray.runners import tune as sweep
     overrides = list(args.overrides)
     if args.max_env_steps is not None:
         overrides.append(f"train.max_env_steps={args.max_env_steps}")

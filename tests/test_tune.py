@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hacray import tune as sweep
+from hacray.runners import tune as sweep
 from hacray.cli import main
 
 
