@@ -1,4 +1,4 @@
-"""The algorithm is plain Python: only the Ray shells (distributed runner, sweeps) import ray."""
+"""The algorithm is plain Python: only the Ray shells (actors, their driver, sweeps) import ray."""
 import re
 from pathlib import Path
 
@@ -9,7 +9,7 @@ RAY_IMPORT = re.compile(r"^\s*(import ray|from ray[ .])", re.MULTILINE)
 def test_only_the_ray_shells_import_ray():
     importing = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                        if RAY_IMPORT.search(p.read_text()))
-    assert importing == ["runners/distributed.py", "runners/tune.py"]
+    assert importing == ["runners/actors.py", "runners/distributed.py", "runners/tune.py"]
 
 
 def test_the_algorithm_never_imports_torch_outside_the_learner_and_networks():

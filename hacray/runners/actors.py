@@ -1,0 +1,306 @@
+"""The components as Ray actors: replay, learner, rollout workers and the evaluator.
+
+Data flows one way: rollout workers push whole episodes straight to the replay actor; the
+learner actor samples from it and publishes weights (one ``ray.put`` per version); workers pull
+the newest weights' ref once per round of episodes. The replay's RateLimiter holds updates per
+env step near ``replay.updates_per_env_step``. Every blocking call has a timeout: a dead peer
+fails the run loudly instead of hanging it. Actors get each other's handles from the driver
+(``hacray.runners.distributed``), which also paces them in synchronous mode.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections import deque
+from typing import Any, Callable, Optional
+
+import numpy as np
+import ray
+from ray.util import metrics
+
+from hacray import seeding
+from hacray.algo.replay import RateLimiter
+from hacray.algo.rollout import play, run_episodes
+from hacray.config import Config
+from hacray.envs import EnvSpec, make_env
+from hacray.runners.common import Blueprint, evaluate, summarize
+from hacray.types import (Episode, LearnerSnapshot, NormalizerStats, PolicyWeights,
+                          ReplayStatus, Sample, Turn)
+
+HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
+SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
+RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
+
+
+def meters(role: str, counters: tuple[str, ...] = (), gauges: tuple[str, ...] = ()) -> dict:
+    """Ray dashboard metrics ``hacray_<name>``, tagged with the role that reports them."""
+    made = {n: metrics.Counter(f"hacray_{n}", tag_keys=("role",)) for n in counters}
+    made.update({n: metrics.Gauge(f"hacray_{n}", tag_keys=("role",)) for n in gauges})
+    for meter in made.values():
+        meter.set_default_tags({"role": role})
+    return made
+
+
+def get(ref: Any, timeout_s: float, peer: str) -> Any:
+    """``ray.get`` that fails loudly, naming the peer, instead of hanging on a dead one."""
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise TimeoutError(f"hacray: {peer} did not answer within {timeout_s:.0f} s") from None
+
+@ray.remote
+class ReplayActor:
+    """HierarchicalReplay and its RateLimiter. An asyncio actor: an insert or a sample that the
+    limiter defers waits (at most HOLD_S per call) without blocking anybody else's calls."""
+
+    def __init__(self, config: Config, spec: EnvSpec, counters: dict[str, Any], updates: int,
+                 rng_state: Optional[dict[str, Any]],
+                 learner_state: Optional[dict[str, Any]] = None):
+        self.replay = Blueprint.of(config, spec).replay()
+        if rng_state:
+            self.replay.rng.bit_generator.state = rng_state
+        if learner_state:  # resumed: the normaliser statistics go on from the checkpoint's
+            def stats(d: dict[str, Any]) -> NormalizerStats:
+                return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
+            self.replay.obs_stats = stats(learner_state["obs_stats"])
+            self.replay.goal_stats = [stats(lv["goal_stats"]) for lv in learner_state["levels"]]
+        self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
+        self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
+        self.min_size, self.episodes_before = config.replay.min_size, counters["episodes"]
+        self.synchronous = config.distributed.synchronous  # no limiter: the driver paces
+        self.from_worker: dict[int, int] = {}
+        self.recent: deque[Episode] = deque(maxlen=RECENT)
+        self.changed, self.closed = asyncio.Condition(), False
+        self.meters = meters("replay", gauges=tuple(
+            f"replay_size_level{i}" for i in range(config.agent.levels)))
+
+    async def add_episodes(self, episodes: list[Episode]) -> Turn:
+        """Relabel and store a worker's episodes; answer whether it may send its next ones."""
+        for episode in episodes:
+            self.replay.add_episode(episode)
+            self.limiter.env_steps += episode.stats.env_steps
+            self.from_worker[episode.worker_id] = self.from_worker.get(episode.worker_id, 0) + 1
+            self.recent.append(episode._replace(segments=()))
+        for i, size in enumerate(self.replay.sizes()):
+            self.meters[f"replay_size_level{i}"].set(size)
+        await self._notify()
+        return await self.turn()
+
+    async def turn(self) -> Turn:
+        """Inserts wait while the learner lags by more than the tolerance (not while filling)."""
+        if self.synchronous:
+            return Turn.STOP if self.closed else Turn.GO
+        if await self._wait(lambda: self.closed or not self._ready() or self.limiter.can_insert()):
+            return Turn.STOP if self.closed else Turn.GO
+        return Turn.WAIT
+
+    async def sample(self, batch_size: int) -> Optional[Sample]:
+        """A batch per level once the limiter allows one more update (it counts as done);
+        None if it did not within HOLD_S, and the learner asks again. Synchronous runs sample
+        whenever replay is ready (None at once when it is not)."""
+        if self.synchronous:
+            if not self._ready():
+                return None
+        elif not await self._wait(lambda: self._ready() and self.limiter.can_update()):
+            return None
+        self.limiter.updates += 1
+        await self._notify()
+        return Sample(self.replay.sample(batch_size), *self.replay.normalizer_stats())
+
+    async def close(self) -> None:
+        """Answer every worker's next insert with STOP."""
+        self.closed = True
+        await self._notify()
+
+    async def status(self) -> ReplayStatus:
+        """Counters for the driver's records and checkpoints."""
+        recent = list(self.recent)
+        return ReplayStatus(
+            env_steps=self.limiter.env_steps, episodes=self.episodes_before + self.replay.episodes,
+            sizes=self.replay.sizes(), episodes_from_worker=dict(self.from_worker),
+            degenerate_episodes=self.replay.degenerate_episodes,
+            rejected_episodes=self.replay.rejected_episodes, recent=[e.stats for e in recent],
+            mean_policy_version=float(np.mean([e.policy_version for e in recent[-LAG_WINDOW:]]
+                                              or [0])),
+            rng_state=self.replay.rng.bit_generator.state)
+
+    def _ready(self) -> bool:
+        return self.replay.ready(self.min_size)
+
+    async def _wait(self, allowed: Callable[[], bool]) -> bool:
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(allowed), HOLD_S)
+            except asyncio.TimeoutError:
+                pass
+            return allowed()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+
+@ray.remote
+class LearnerActor:
+    """The Learner fed by the replay actor. An asyncio actor: weight requests and snapshots are
+    answered between two updates, never during one."""
+
+    def __init__(self, config: Config, spec: EnvSpec, state: Optional[dict[str, Any]],
+                 replay: ray.actor.ActorHandle):
+        # sampled batches arrive as read-only numpy views; the learner only reads them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        self.learner = Blueprint.of(config, spec).learner()
+        if state is not None:
+            self.learner.load_state_dict(state)
+        self.replay, self.batch_size = replay, config.learner.batch_size
+        self.updates_per_env_step = config.replay.updates_per_env_step
+        self.timeout_s = config.distributed.timeout_s
+        # publish as often as the local runner does: once per cycle of exploration episodes
+        self.publish_every = max(1, round(config.train.episodes_per_cycle * spec.max_episode_steps
+                                          * config.replay.updates_per_env_step))
+        self.metrics: dict[str, Any] = {}
+        self.stopping, self.published_at = False, -1
+        self.meters = meters("learner", ("updates",), ("policy_version",))
+        self._publish()
+
+    async def run(self) -> None:
+        """Sample -> set normaliser statistics -> update -> publish, until ``stop``."""
+        requests = deque(self.replay.sample.remote(self.batch_size)
+                         for _ in range(SAMPLES_IN_FLIGHT))
+        while not self.stopping:
+            try:
+                sample = await asyncio.wait_for(requests.popleft(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"hacray: replay did not answer within {self.timeout_s:.0f} s") from None
+            requests.append(self.replay.sample.remote(self.batch_size))
+            if sample is None:  # replay still filling, or the learner far enough ahead
+                continue
+            self._update(sample)
+            if self.learner.updates % self.publish_every == 0:
+                self._publish()
+
+    async def train(self, env_steps: int) -> None:
+        """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
+        then publish."""
+        owed = int(self.updates_per_env_step * env_steps) - self.learner.updates
+        for _ in range(max(owed, 0)):
+            sample = await asyncio.wait_for(self.replay.sample.remote(self.batch_size),
+                                            self.timeout_s)
+            if sample is None:  # replay not filled to min_size yet
+                break
+            self._update(sample)
+        self._publish()
+
+    def _update(self, sample: Sample) -> None:
+        self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
+        self.metrics = self.learner.update(sample.batches)
+        self.meters["updates"].inc()
+
+    async def stop(self) -> None:
+        self.stopping = True
+
+    async def latest(self, known_version: int) -> Optional[list[ray.ObjectRef]]:
+        """The newest weights' ref, unless ``known_version`` is already the newest."""
+        return None if known_version == self.learner.version else [self.weights]
+
+    async def snapshot(self) -> LearnerSnapshot:
+        """The current weights (published now if there are newer ones) and the whole state."""
+        self._publish()
+        learner = self.learner
+        return LearnerSnapshot(learner.updates, learner.version, learner.skipped_updates,
+                               {k: float(v) for k, v in self.metrics.items()}, [self.weights],
+                               learner.state_dict())
+
+    def _publish(self) -> None:
+        """One ``ray.put`` per version (none without new updates); all workers get this ref."""
+        if self.learner.updates != self.published_at:
+            self.weights, self.published_at = ray.put(self.learner.weights()), self.learner.updates
+            self.meters["policy_version"].set(self.learner.version)
+
+
+@ray.remote
+class RolloutWorker:
+    """Plays exploration episodes in its envs side by side, each round with the newest weights,
+    into replay until told STOP."""
+
+    def __init__(self, config: Config, worker_id: int, replay: ray.actor.ActorHandle,
+                 learner: ray.actor.ActorHandle):
+        envs = range(config.distributed.envs_per_worker)
+        self.envs = [make_env(config.env) for _ in envs]
+        self.rngs = [seeding.rng(config.train.seed, "env", worker_id, i) for i in envs]
+        self.policy = Blueprint.of(config, self.envs[0].spec).policy()
+        self.agent, self.worker_id = config.agent, worker_id
+        self.replay, self.learner = replay, learner
+        self.timeout_s = config.distributed.timeout_s
+        self.meters = meters(f"worker-{worker_id}", ("env_steps", "episodes"))
+
+    def run(self) -> None:
+        """Act -> push, round after round; returns when replay answers STOP."""
+        reply = None
+        while True:
+            episodes = self._play(len(self.envs))
+            if self._await_turn(reply) is Turn.STOP:
+                return
+            reply = self.replay.add_episodes.remote(episodes)  # answered while we act
+
+    def collect(self, episodes: int) -> None:
+        """Synchronous mode: ``episodes`` episodes into replay, each insert awaited."""
+        while episodes > 0:
+            played = self._play(min(episodes, len(self.envs)))
+            get(self.replay.add_episodes.remote(played), self.timeout_s, "replay")
+            episodes -= len(played)
+
+    def _play(self, n_envs: int) -> list[Episode]:
+        """One episode in each of the first ``n_envs`` envs, side by side, with one version."""
+        self._refresh_weights()
+        episodes = run_episodes([
+            play(env, self.policy, self.agent, int(rng.integers(2**31)), rng, explore=True,
+                 worker_id=self.worker_id)
+            for env, rng in zip(self.envs[:n_envs], self.rngs[:n_envs])], self.policy)
+        self.meters["env_steps"].inc(sum(e.stats.env_steps for e in episodes))
+        self.meters["episodes"].inc(len(episodes))
+        return episodes
+
+    def _refresh_weights(self) -> None:
+        """Once per round, so that one policy version acts a whole episode. A (re)started
+        worker holds version 0, so it always fetches before it acts."""
+        newer = get(self.learner.latest.remote(self.policy.version), self.timeout_s, "learner")
+        if newer is not None:
+            self.policy.set_weights(get(newer[0], self.timeout_s, "the weights' object"))
+
+    def _await_turn(self, reply: Optional[ray.ObjectRef]) -> Turn:
+        """Wait while replay defers inserts (the learner lags by more than its tolerance)."""
+        deadline = time.monotonic() + self.timeout_s
+        turn = Turn.GO if reply is None else get(reply, self.timeout_s, "replay")
+        while turn is Turn.WAIT:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"hacray: replay deferred inserts for {self.timeout_s:.0f} s; "
+                                   "is the learner alive?")
+            turn = get(self.replay.turn.remote(), self.timeout_s, "replay")
+        return turn
+
+
+@ray.remote
+class Evaluator:
+    """Deterministic episodes on the run's fixed evaluation seeds, in an env of its own."""
+
+    def __init__(self, config: Config):
+        from hacray.video import default_gl_backend
+        default_gl_backend()  # before the env imports MuJoCo, on whichever node this runs
+        self.config, self.env = config, make_env(config.env)
+        self.policy = Blueprint.of(config, self.env.spec).policy()
+
+    def evaluate(self, weights: PolicyWeights) -> dict[str, float]:
+        self.policy.set_weights(weights)
+        return summarize(evaluate(self.env, self.policy, self.config), "eval")
+
+    def video(self) -> list | str:
+        """The first evaluation episode as frames (PIL images) for TensorBoard, with the weights
+        of the last ``evaluate``; a one-line reason instead when rendering is not possible."""
+        from hacray.video import episode_frames
+        try:
+            return episode_frames(self.env, self.policy, self.config)
+        except Exception as err:  # no GL back end on this node: videos off, training goes on
+            return f"{type(err).__name__}: {err}"
