@@ -27,7 +27,7 @@ import numpy as np
 import ray
 
 from hacray import seeding
-from hacray.algo.rollout import run_episode
+from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config, load_config
 from hacray.envs import make_env
 from hacray.runners.common import Blueprint
@@ -45,7 +45,7 @@ def raw_mujoco_rate(config: Config, seconds: float) -> float:
     restored with mj_setState): from one fixed state the physics cost is not representative.
     """
     env, rng = make_env(config.env), np.random.default_rng(0)
-    sim = env.env.unwrapped
+    sim = env.env.unwrapped  # type: ignore[attr-defined]  # FetchEnv's gymnasium env
     model, data, substeps = sim.model, sim.data, sim.n_substeps
     kind = mujoco.mjtState.mjSTATE_INTEGRATION
     states = []
@@ -67,17 +67,20 @@ def raw_mujoco_rate(config: Config, seconds: float) -> float:
 
 
 def rollouts_in_process(config: Config, seconds: float) -> tuple[float, list[Episode]]:
-    """Env steps/s of run_episode in this process (the local runner's sampler), and episodes."""
-    env, rng = make_env(config.env), seeding.rng(config.train.seed, "env", 0, 0)
-    blueprint = Blueprint.of(config, env.spec)
+    """Env steps/s of a rollout worker's loop in this process (``envs_per_worker`` envs side by
+    side, as the worker actor plays them), and the episodes."""
+    envs = [make_env(config.env) for _ in range(config.distributed.envs_per_worker)]
+    rngs = [seeding.rng(config.train.seed, "env", 0, i) for i in range(len(envs))]
+    blueprint = Blueprint.of(config, envs[0].spec)
     policy = blueprint.policy()
     policy.set_weights(blueprint.learner().weights())
     episodes, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds:
-        episodes.append(run_episode(env, policy, config.agent, int(rng.integers(2**31)), rng,
-                                    explore=True))
+        episodes += run_episodes([play(env, policy, config.agent, int(rng.integers(2**31)), rng,
+                                       explore=True) for env, rng in zip(envs, rngs)], policy)
     rate = sum(e.stats.env_steps for e in episodes) / (time.perf_counter() - start)
-    env.close()
+    for env in envs:
+        env.close()
     return rate, episodes
 
 
