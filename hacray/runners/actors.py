@@ -160,6 +160,7 @@ class LearnerActor:
         self.publish_every = max(1, round(config.train.episodes_per_cycle * spec.max_episode_steps
                                           * config.replay.updates_per_env_step))
         self.metrics: dict[str, Any] = {}
+        self.stats_counts: tuple[float, ...] = ()  # of the normaliser statistics in use
         self.stopping, self.published_at = False, -1
         self.meters = meters("learner", ("updates",), ("policy_version",))
         self._publish()
@@ -194,7 +195,10 @@ class LearnerActor:
         self._publish()
 
     def _update(self, sample: Sample) -> None:
-        self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
+        counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
+        if counts != self.stats_counts:  # statistics change only when replay got new episodes
+            self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
+            self.stats_counts = counts
         self.metrics = self.learner.update(sample.batches)
         self.meters["updates"].inc()
 
