@@ -4,8 +4,8 @@ Data flows one way: rollout workers push whole episodes straight to the replay a
 learner actor samples from it and publishes weights (one ``ray.put`` per version); workers pull
 the newest weights' ref once per round of episodes. The replay's RateLimiter holds updates per
 env step near ``replay.updates_per_env_step``. Every blocking call has a timeout: a dead peer
-fails the run loudly instead of hanging it. Actors get each other's handles from the driver
-(``hacray.runners.distributed``), which also paces them in synchronous mode.
+fails the run loudly instead of hanging it. The driver (``hacray.runners.distributed``)
+starts the actors, tells each its peers, and paces them in synchronous mode.
 """
 from __future__ import annotations
 
@@ -229,14 +229,15 @@ class RolloutWorker:
     """Plays exploration episodes in its envs side by side, each round with the newest weights,
     into replay until told STOP."""
 
-    def __init__(self, config: Config, worker_id: int, replay: ray.actor.ActorHandle,
-                 learner: ray.actor.ActorHandle):
+    def __init__(self, config: Config, worker_id: int, replay_name: str, learner_name: str):
+        # names, not handles: Ray restarts a crashed worker from its constructor arguments, and
+        # handles among them would have to stay alive in the object store for that
         envs = range(config.distributed.envs_per_worker)
         self.envs = [make_env(config.env) for _ in envs]
         self.rngs = [seeding.rng(config.train.seed, "env", worker_id, i) for i in envs]
         self.policy = Blueprint.of(config, self.envs[0].spec).policy()
         self.agent, self.worker_id = config.agent, worker_id
-        self.replay, self.learner = replay, learner
+        self.replay, self.learner = ray.get_actor(replay_name), ray.get_actor(learner_name)
         self.timeout_s = config.distributed.timeout_s
         self.meters = meters(f"worker-{worker_id}", ("env_steps", "episodes"))
 

@@ -2,8 +2,8 @@
 
 Learner and replay are placed together (with the GPU, if any); rollout workers and the
 evaluator wherever Ray likes. The driver evaluates, logs and checkpoints every eval_every env
-steps, and stops everybody in order at the end or on SIGINT/SIGTERM. Actor names
-(``hacray-replay-<run tag>``, …) are for the dashboard; actors get each other's handles.
+steps, and stops everybody in order at the end or on SIGINT/SIGTERM. Actor names carry a
+per-run tag (``hacray-replay-<run tag>``, …), so two runs on one cluster never collide.
 ``distributed.synchronous`` runs the same actors in the local runner's lockstep instead
 (collect a cycle, train what it owes).
 """
@@ -156,7 +156,7 @@ class DistributedTrainer:
         # a crashed worker comes back fresh (policy version 0) and its run() is retried
         self.workers = [RolloutWorker.options(
             name=name(f"worker-{i}"), num_cpus=cpus["worker"], max_restarts=-1,
-            max_task_retries=-1).remote(config, i, self.replay, self.learner)
+            max_task_retries=-1).remote(config, i, name("replay"), name("learner"))
             for i in range(config.distributed.workers)]
         self.evaluator = Evaluator.options(name=name("eval"), num_cpus=cpus["eval"]).remote(
             config)
