@@ -38,7 +38,7 @@ def test_two_workers_learn_the_tiny_env(tmp_path, local_ray):
     saved = records(run_dir)
     assert saved[-1]["env_steps"] == last["env_steps"] >= config.train.max_env_steps
     # it learns, and stays learnt (runs on Ray are not bit-for-bit repeatable: allow a dip;
-    # one run on a machine loaded by two other trainings ended on 1.0, 0.9, 0.75)
+    # one run on a machine loaded by two other trainings peaked at 1.0, ended 0.8, 0.8, 0.75)
     success = [r["eval/success_rate"] for r in saved]
     assert max(success) >= 0.9 and sum(success[-3:]) / 3 >= 0.75, success
     # episodes from both workers reached replay, acted on by advancing weight versions
