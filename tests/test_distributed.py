@@ -123,3 +123,22 @@ def test_synchronous_one_worker_reproduces_the_local_run(tmp_path, local_ray):
             for name, tensor in level_local[net].items():
                 assert torch.equal(tensor, level_ray[net][name]), (net, name)
     assert torch.equal(states[0]["obs_stats"]["sum"], states[1]["obs_stats"]["sum"])
+
+
+def test_a_local_ray_started_by_hacray_runs_its_actors_at_normal_priority():
+    """Ray starts workers at nice 15 by default: beside any busy process they starve (~3% of a
+    core each, measured). hacray's own local Ray runs them at the priority of the run."""
+    import os
+    import subprocess
+    import sys
+    script = ("import os, ray\n"
+              "from hacray.runners.distributed import init_ray\n"
+              "assert init_ray(None, include_dashboard=False)\n"
+              "print(ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
+              "ray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_worker_niceness"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    worker_nice, driver_nice = map(int, done.stdout.split()[-2:])
+    assert worker_nice == driver_nice

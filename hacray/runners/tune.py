@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import itertools
 import json
-import logging
 import math
 import os
 import re
@@ -168,7 +167,10 @@ def run_trials(trials: Sequence[TrialSpec], out: Path, trial_cpus: float = 1.0,
     # one is silent there. Set before Tune reads it, in fit().
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
-    started = _init_ray(address)
+
+    from hacray.runners.distributed import init_ray
+    # no dashboard: it doubles Ray's start-up time, and the trials report on stderr
+    started = init_ray(address, include_dashboard=False)
     try:
         specs = {trial.name: trial for trial in trials}
         trainable = tune.with_resources(
@@ -187,19 +189,6 @@ def run_trials(trials: Sequence[TrialSpec], out: Path, trial_cpus: float = 1.0,
     finally:
         if started:
             ray.shutdown()
-
-
-def _init_ray(address: Optional[str]) -> bool:
-    """Join ``address`` or start a local Ray. Returns whether this call connected."""
-    import ray
-    if ray.is_initialized():
-        return False
-    options: dict[str, Any] = dict(log_to_driver=True, logging_level=logging.WARNING)
-    if address:
-        ray.init(address=address, **options)
-    else:  # no dashboard: it doubles Ray's start-up time, and the trials report on stderr
-        ray.init(include_dashboard=False, **options)
-    return True
 
 
 def _tune_trial_name(trial: Any) -> str:
