@@ -224,8 +224,6 @@ class Learner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        def stats(d: dict[str, Any]) -> NormalizerStats:
-            return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
         if len(state["levels"]) != len(self.levels):
             raise ValueError(f"checkpoint has {len(state['levels'])} levels, "
                              f"config has {len(self.levels)}")
@@ -235,9 +233,16 @@ class Learner:
             for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt",
                          "critic_opt"):
                 getattr(lv, name).load_state_dict(saved[name])
-        self.set_normalizer(stats(state["obs_stats"]),
-                            tuple(stats(s["goal_stats"]) for s in state["levels"]))
+        self.set_normalizer(*normalizer_stats(state))
         torch.set_rng_state(state["torch_rng"])
+
+
+def normalizer_stats(state: dict[str, Any]
+                     ) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
+    """The observation and per-level goal statistics saved in a ``Learner.state_dict()``."""
+    def stats(d: dict[str, Any]) -> NormalizerStats:
+        return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
+    return stats(state["obs_stats"]), tuple(stats(lv["goal_stats"]) for lv in state["levels"])
 
 
 def _q_range(i: int, q: torch.Tensor, q_max: torch.Tensor, q_low: float) -> dict[str, Any]:

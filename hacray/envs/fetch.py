@@ -102,25 +102,26 @@ class _FetchSim:
     """
 
     def __init__(self, env):
-        self.env, self.model, self.data = env, env.model, env.data
-        site = lambda name: mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_SITE, name)
+        from gymnasium_robotics.utils.rotations import mat2euler
+        model = env.model
+        self.env, self.model, self.data, self.mat2euler = env, model, env.data, mat2euler
+        site = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name)
         self.grip, self.object = site("robot0:grip"), site("object0") if env.has_object else -1
         robot = [n for n in env._model_names.joint_names if n.startswith("robot")]
-        fingers = [mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot[-2:]]
-        self.finger_qpos = env.model.jnt_qposadr[fingers]  # the last two robot joints: gripper
-        self.finger_qvel = env.model.jnt_dofadr[fingers]
-        self.dt = env.n_substeps * env.model.opt.timestep
+        fingers = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot[-2:]]
+        self.finger_qpos = model.jnt_qposadr[fingers]  # the last two robot joints: gripper
+        self.finger_qvel = model.jnt_dofadr[fingers]
+        self.block_gripper = bool(env.block_gripper)
+        self.dt = env.n_substeps * model.opt.timestep
         self.low, self.high = env.action_space.low, env.action_space.high
-        self.jacp, self.jacr = np.zeros((3, env.model.nv)), np.zeros((3, env.model.nv))
-        model = env.model
-        welds = np.flatnonzero(model.eq_type == mujoco.mjtEq.mjEQ_WELD)
-        self.welds = [(model.body_mocapid[a], b) if model.body_mocapid[a] != -1 else
-                      (model.body_mocapid[b], a)
-                      for a, b in zip(model.eq_obj1id[welds], model.eq_obj2id[welds])]
+        self.jacp, self.jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+        (weld,) = np.flatnonzero(model.eq_type == mujoco.mjtEq.mjEQ_WELD)  # Fetch has one
+        mocap_body, body = model.eq_obj1id[weld], model.eq_obj2id[weld]
+        if model.body_mocapid[mocap_body] == -1:
+            mocap_body, body = body, mocap_body
+        self.mocap, self.welded_body = model.body_mocapid[mocap_body], body
         self.actuators = [(i, model.actuator_biastype[i] != 0,
                            model.jnt_qposadr[model.actuator_trnid[i, 0]]) for i in range(model.nu)]
-        self.blocked = env.model.jnt_qposadr[fingers] if env.block_gripper else None
-        assert model.nmocap == 1 and len(self.welds) == 1, "Fetch drives one mocap weld"
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """(observation, achieved goal, success) after one env step, in float64."""
@@ -128,8 +129,8 @@ class _FetchSim:
         action = np.clip(action, self.low, self.high)
         self._set_action(action)
         env._mujoco_step(action)
-        if self.blocked is not None:  # _step_callback
-            self.data.qpos[self.blocked] = 0.0
+        if self.block_gripper:  # _step_callback
+            self.data.qpos[self.finger_qpos] = 0.0
             mujoco.mj_forward(self.model, self.data)
         obs, achieved = self.observe()
         success = bool(np.linalg.norm(achieved - env.goal, axis=-1) < env.distance_threshold)
@@ -140,13 +141,12 @@ class _FetchSim:
         data = self.data
         pos_ctrl = action[:3].copy()
         pos_ctrl *= 0.05  # in the action's float32, as the env does
-        gripper = np.zeros(2) if self.blocked is not None else np.array([action[3], action[3]])
+        gripper = np.zeros(2) if self.block_gripper else np.array([action[3], action[3]])
         gripper = gripper.astype(np.float64)  # the env's concatenate widens to float64
         for i, relative, qpos_address in self.actuators:
             data.ctrl[i] = data.qpos[qpos_address] + gripper[i] if relative else gripper[i]
-        (mocap, body), = self.welds
-        data.mocap_pos[mocap][:] = data.xpos[body]
-        data.mocap_quat[mocap][:] = data.xquat[body]
+        data.mocap_pos[self.mocap][:] = data.xpos[self.welded_body]
+        data.mocap_quat[self.mocap][:] = data.xquat[self.welded_body]
         data.mocap_pos[:] = data.mocap_pos + pos_ctrl.astype(np.float64)
         data.mocap_quat[:] = data.mocap_quat + ROTATION_DELTA
 
@@ -161,9 +161,8 @@ class _FetchSim:
             parts = [grip_pos, empty, empty, gripper_state, empty, empty, empty]
             achieved = grip_pos.copy()
         else:
-            from gymnasium_robotics.utils.rotations import mat2euler
             object_pos = data.site_xpos[self.object]
-            object_rot = mat2euler(data.site_xmat[self.object].reshape(3, 3))
+            object_rot = self.mat2euler(data.site_xmat[self.object].reshape(3, 3))
             velp, velr = self._velocity(self.object)
             object_velp, object_velr = velp * dt, velr * dt
             object_velp -= grip_velp

@@ -20,13 +20,13 @@ import ray
 from ray.util import metrics
 
 from hacray import seeding
+from hacray.algo.learner import normalizer_stats
 from hacray.algo.replay import RateLimiter
 from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config
 from hacray.envs import EnvSpec, make_env
 from hacray.runners.common import Blueprint, evaluate, summarize
-from hacray.types import (Episode, LearnerSnapshot, NormalizerStats, PolicyWeights,
-                          ReplayStatus, Sample, Turn)
+from hacray.types import Episode, LearnerSnapshot, PolicyWeights, ReplayStatus, Sample, Turn
 
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
@@ -49,6 +49,7 @@ def get(ref: Any, timeout_s: float, peer: str) -> Any:
     except ray.exceptions.GetTimeoutError:
         raise TimeoutError(f"hacray: {peer} did not answer within {timeout_s:.0f} s") from None
 
+
 @ray.remote
 class ReplayActor:
     """HierarchicalReplay and its RateLimiter. An asyncio actor: an insert or a sample that the
@@ -61,10 +62,8 @@ class ReplayActor:
         if rng_state:
             self.replay.rng.bit_generator.state = rng_state
         if learner_state:  # resumed: the normaliser statistics go on from the checkpoint's
-            def stats(d: dict[str, Any]) -> NormalizerStats:
-                return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
-            self.replay.obs_stats = stats(learner_state["obs_stats"])
-            self.replay.goal_stats = [stats(lv["goal_stats"]) for lv in learner_state["levels"]]
+            obs_stats, goal_stats = normalizer_stats(learner_state)
+            self.replay.obs_stats, self.replay.goal_stats = obs_stats, list(goal_stats)
         self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
         self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
         self.min_size, self.episodes_before = config.replay.min_size, counters["episodes"]

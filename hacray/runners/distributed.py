@@ -176,7 +176,7 @@ class DistributedTrainer:
                            self.state["learner"]["updates"] if self.state else 0)
         # start-up (imports, envs, networks) is not a peer's silence: it gets its own allowance
         get([actor.__ray_ready__.remote() for actor in self.actors],
-             max(self.timeout_s, STARTUP_S), "actor start-up")
+            max(self.timeout_s, STARTUP_S), "actor start-up")
         try:
             if self.config.distributed.synchronous:
                 return self._lockstep(start, rates)
@@ -203,7 +203,7 @@ class DistributedTrainer:
         with StopFlag() as stop:
             while env_steps < train.max_env_steps and not stop.requested:
                 get([worker.collect.remote(train.episodes_per_cycle) for worker in self.workers],
-                     timeout_s, "rollout workers")
+                    timeout_s, "rollout workers")
                 env_steps = get(self.replay.status.remote(), timeout_s, "replay").env_steps
                 get(self.learner.train.remote(env_steps), timeout_s, "learner")
                 if env_steps >= next_eval or env_steps >= train.max_env_steps:
@@ -250,7 +250,7 @@ class DistributedTrainer:
         learner = get(self.learner.snapshot.remote(), self.timeout_s, "learner")
         replay = get(self.replay.status.remote(), self.timeout_s, "replay")
         evaluation = get(self.evaluator.evaluate.remote(learner.weights[0]), self.timeout_s,
-                          "evaluator")
+                         "evaluator")
         record: dict[str, Any] = {
             "env_steps": replay.env_steps, "updates": learner.updates,
             "episodes": replay.episodes, "wall_time_s": time.perf_counter() - start,
