@@ -3,18 +3,25 @@
 Written to a temporary file and renamed (a crash never leaves half a checkpoint under a real
 name), rotated (``keep`` newest), with ``best.pt`` copied from the best evaluation success.
 Loaded with ``torch.load(weights_only=True)``: no arbitrary code runs from a checkpoint file.
+
+The replay buffer, optionally, goes to ``replay_<env steps>.pt`` beside the checkpoint of the
+same step (written first; only the newest is kept: it is large), so that a resumed run can go
+on exactly where it stopped.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import numpy as np
 import torch
 
 PATTERN = re.compile(r"^ckpt_(\d{12})\.pt$")
+REPLAY_PATTERN = re.compile(r"^replay_(\d{12})\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -26,14 +33,27 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def save(run_dir: Path, state: dict[str, Any], env_steps: int, keep: int,
-         is_best: bool = False) -> Path:
-    """Atomically write ``ckpt_<env_steps>.pt``, drop the oldest beyond ``keep``, copy to best."""
+         is_best: bool = False, replay: Optional[dict[str, Any]] = None) -> Path:
+    """Atomically write ``ckpt_<env_steps>.pt``, drop the oldest beyond ``keep``, copy to best.
+    With ``replay`` (a replay's ``state_dict``), write it first as ``replay_<env_steps>.pt``;
+    every other replay snapshot is deleted once the checkpoint is in place."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{env_steps:012d}.pt"
-    _atomic_save(state, path)
+    replay_path = folder / f"replay_{env_steps:012d}.pt"
+    if replay is not None:
+        _atomic_save(_to_tensors(replay), replay_path)
+    try:
+        _atomic_save(state, path)
+    except BaseException:  # a snapshot without its checkpoint is only lost disk space
+        if replay is not None:
+            replay_path.unlink(missing_ok=True)
+        raise
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
+    for old in folder.iterdir():
+        if REPLAY_PATTERN.match(old.name) and old != replay_path:
+            old.unlink(missing_ok=True)
     if is_best:
         tmp = folder / ".best.pt.tmp"
         shutil.copyfile(path, tmp)
@@ -79,6 +99,39 @@ def load_latest(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]]:
         except CheckpointError as err:
             warnings.append(f"{err}; falling back to an older checkpoint")
     raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}")
+
+
+def load_replay(run_dir: Path, env_steps: int) -> tuple[Optional[dict[str, Any]], str]:
+    """The replay snapshot saved with the checkpoint of ``env_steps`` (numpy arrays again), or
+    None and the reason the replay has to start empty."""
+    path = checkpoint_dir(run_dir) / f"replay_{env_steps:012d}.pt"
+    if not path.is_file():
+        return None, f"no replay snapshot for step {env_steps}: the replay restarts empty"
+    try:
+        return _to_arrays(load(path)), f"replay restored from {path.name}"
+    except CheckpointError as err:
+        return None, f"{err}: the replay restarts empty"
+
+
+def _to_tensors(tree: Any) -> Any:
+    """numpy arrays -> tensors (sharing memory), so that the file loads with weights_only."""
+    if isinstance(tree, dict):
+        return {k: _to_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_tensors(v) for v in tree]
+    if not isinstance(tree, np.ndarray):
+        return tree
+    with warnings.catch_warnings():  # Ray hands out read-only arrays; torch.save only reads
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(tree)
+
+
+def _to_arrays(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _to_arrays(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_arrays(v) for v in tree]
+    return tree.numpy() if isinstance(tree, torch.Tensor) else tree
 
 
 def resolve(path_or_run: Path) -> Path:

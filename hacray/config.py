@@ -116,6 +116,9 @@ class TrainConfig:
     """Episodes collected between training bursts in the local runner."""
     checkpoint_keep: int = 3
     """Rotated checkpoints kept (plus best.pt by evaluation success)."""
+    save_replay: bool = True
+    """Save the replay buffer with every checkpoint (the newest only: ~240 bytes per stored
+    transition on Fetch), so that --resume goes on exactly where the run stopped."""
     tensorboard: bool = True
     """Write TensorBoard events next to metrics.jsonl."""
     video_every: int = 10

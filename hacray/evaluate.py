@@ -32,6 +32,10 @@ def load_policy(target: Path) -> LoadedPolicy:
     blueprint = Blueprint.of(config, env.spec)
     learner = blueprint.learner()
     state = checkpoint.load(path)
+    if "learner" not in state:
+        env.close()
+        raise checkpoint.CheckpointError(f"{path} holds no policy (a replay snapshot?); give a "
+                                         "ckpt_*.pt, best.pt or a run directory")
     learner.load_state_dict(state["learner"])
     policy = blueprint.policy()
     policy.set_weights(learner.weights())

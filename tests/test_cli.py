@@ -71,3 +71,7 @@ def test_train_writes_config_metrics_checkpoints_and_tensorboard(tmp_path, capsy
     assert any((run_dir / "tb").iterdir())
     code, out, _ = run(capsys, "evaluate", str(run_dir), "--episodes", "3", "--json")
     assert code == 0 and 0.0 <= json.loads(out)["eval/success_rate"] <= 1.0
+    # a replay snapshot is not a policy: one line, exit 2
+    (snapshot,) = (run_dir / "checkpoints").glob("replay_*.pt")
+    code, _, err = run(capsys, "evaluate", str(snapshot))
+    assert code == 2 and "holds no policy" in err and err.count("\n") == 1

@@ -91,6 +91,9 @@ def test_a_killed_worker_comes_back_and_a_resumed_run_continues(tmp_path, local_
     second = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=4200",)),
                                run_dir, resume=True)
     saved = records(run_dir)
+    # the replay came back from its snapshot: the resumed run starts with the buffer it left
+    resumed_at = next(i for i, r in enumerate(saved) if r["env_steps"] > first["env_steps"])
+    assert saved[resumed_at]["replay/level0_size"] > first["replay/level0_size"]
     for key in ("env_steps", "updates", "episodes", "policy_version", "wall_time_s"):
         values = [r[key] for r in saved]
         assert values == sorted(values), key

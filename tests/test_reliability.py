@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,13 +91,17 @@ def test_unwritable_run_dir_is_one_line_exit_2(tmp_path, capsys, point_mass_yaml
     assert "cannot write run directory" in err and err.count("\n") == 1
 
 
-def test_disk_full_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch, point_mass_yaml):
+@pytest.mark.parametrize("full_from", ["replay", "ckpt"])
+def test_disk_full_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch, point_mass_yaml,
+                                                  full_from):
+    """The disk fills while the second checkpoint's replay snapshot or the checkpoint itself is
+    written: the first checkpoint and its snapshot stay, nothing half-written is left."""
     run_dir = tmp_path / "run"
     real_save, calls = torch.save, []
 
     def save(obj, f, *args, **kwargs):
-        calls.append(1)
-        if len(calls) >= 2:
+        calls.append(Path(f.name).name)
+        if sum(name.startswith(f".{full_from}_") for name in calls) >= 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(f.name))
         return real_save(obj, f, *args, **kwargs)
 
@@ -108,6 +113,9 @@ def test_disk_full_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch,
     saved = checkpoint.list_checkpoints(run_dir)
     assert len(saved) == 1 and checkpoint.load(saved[0])["counters"]["env_steps"] >= 300
     assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    steps = checkpoint.load(saved[0])["counters"]["env_steps"]
+    assert [p.name for p in (run_dir / "checkpoints").glob("replay_*.pt")] == [
+        f"replay_{steps:012d}.pt"]
 
 
 def test_sigterm_writes_a_final_checkpoint_and_exits_promptly(tmp_path, point_mass_yaml):

@@ -1,5 +1,6 @@
 """Ring buffer and rate limiter (unit tier)."""
 import numpy as np
+import pytest
 
 from hacray.algo.replay import RateLimiter, RingBuffer
 from hacray.types import Transitions
@@ -46,3 +47,47 @@ def test_rate_limiter_holds_the_replay_ratio():
     assert limiter.can_update()  # the 7th update puts it exactly 2 ahead
     limiter.updates = 7
     assert not limiter.can_update() and limiter.can_insert()
+
+
+def test_a_ring_buffer_restored_at_the_same_capacity_samples_as_the_original():
+    buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch([0, 1, 2, 3, 4, 5, 6]))  # wrapped: the cursor is not at 0
+    copy = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
+    copy.load_state_dict(buf.state_dict())
+    assert (copy.size, copy.cursor) == (buf.size, buf.cursor) == (5, 2)
+    a, b = buf.sample(50, np.random.default_rng(3)), copy.sample(50, np.random.default_rng(3))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    buf.add(batch([7])), copy.add(batch([7]))  # the next row overwrites the same oldest one
+    assert np.array_equal(buf.data["reward"], copy.data["reward"])
+
+
+@pytest.mark.parametrize("saved, capacity, expected_oldest_first", [
+    ([0, 1, 2], 10, [0, 1, 2]),                   # not wrapped, more room
+    ([0, 1, 2, 3, 4, 5, 6], 10, [2, 3, 4, 5, 6]),  # wrapped: oldest is at the cursor
+    ([0, 1, 2, 3, 4, 5, 6], 3, [4, 5, 6]),         # less room: the newest rows stay
+    ([0, 1, 2], 2, [1, 2]),
+])
+def test_a_ring_buffer_restored_at_another_capacity_keeps_the_newest_rows_in_order(
+        saved, capacity, expected_oldest_first):
+    buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch(saved))
+    copy = RingBuffer(capacity=capacity, obs_dim=1, goal_dim=1, act_dim=1)
+    copy.load_state_dict(buf.state_dict())
+    assert len(copy) == len(expected_oldest_first)
+    assert list(oldest_first(copy, "reward")) == expected_oldest_first
+    assert np.array_equal(oldest_first(copy, "obs")[:, 0], oldest_first(copy, "reward"))
+    copy.add(batch([9]))  # and the ring goes on from there
+    assert list(oldest_first(copy, "reward"))[-2:] == [expected_oldest_first[-1], 9]
+
+
+def oldest_first(buf, name):
+    rows = buf.data[name][:len(buf)]
+    return np.roll(rows, -buf.cursor, axis=0) if len(buf) == buf.capacity else rows
+
+
+def test_a_snapshot_with_other_row_shapes_is_refused():
+    buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
+    buf.add(batch([0, 1]))
+    other = RingBuffer(capacity=5, obs_dim=2, goal_dim=1, act_dim=1)
+    with pytest.raises(ValueError, match="obs rows have shape"):
+        other.load_state_dict(buf.state_dict())

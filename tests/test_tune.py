@@ -56,6 +56,12 @@ def test_plan_without_a_grid_is_seeds_of_the_config(point_mass_yaml):
     assert [t.name for t in trials] == ["g0-s0", "g0-s1"]
 
 
+def test_trials_keep_no_replay_snapshots_unless_asked(point_mass_yaml):
+    (default,) = sweep.plan_trials(point_mass_yaml, [], 1)
+    (asked,) = sweep.plan_trials(point_mass_yaml, [], 1, ["train.save_replay=true"])
+    assert (default.config.train.save_replay, asked.config.train.save_replay) == (False, True)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--grid", "lr=1,2"], "--grid 'lr=1,2' must look like section.key=value1,value2"),
     (["--grid", "learner.actor_lr"], "must look like section.key="),

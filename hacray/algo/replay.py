@@ -7,6 +7,7 @@ replay actor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,30 @@ class RingBuffer:
         """Uniform sample with replacement."""
         idx = rng.integers(0, self.size, size=batch_size)
         return Transitions(*(self.data[name][idx] for name in Transitions._fields))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows (copies) and where the next ones go."""
+        return {"capacity": self.capacity, "size": self.size, "cursor": self.cursor,
+                "data": {name: column[:self.size].copy() for name, column in self.data.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore rows saved by ``state_dict``: as they were with the same capacity (so that
+        sampling continues exactly), else oldest first, keeping the newest that fit."""
+        data, size = state["data"], int(state["size"])
+        for name, column in data.items():
+            if column.shape[1:] != self.data[name].shape[1:]:
+                raise ValueError(f"replay snapshot's {name} rows have shape {column.shape[1:]}, "
+                                 f"this buffer's {self.data[name].shape[1:]}")
+        if state["capacity"] == self.capacity:
+            for name, column in data.items():
+                self.data[name][:size] = column
+            self.size, self.cursor = size, int(state["cursor"])
+            return
+        order = np.arange(size)
+        if size == state["capacity"]:  # it had wrapped: the oldest row is at the cursor
+            order = np.roll(order, -int(state["cursor"]))
+        self.size = self.cursor = 0
+        self.add(Transitions(*(data[name][order] for name in Transitions._fields)))
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,34 @@ class HierarchicalReplay:
 
     def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
         return self.obs_stats, tuple(self.goal_stats)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to go on exactly: every level's rows, the
+        statistics, the counters and the sampling rng's state (numpy arrays and plain values)."""
+        stats = lambda s: {"count": s.count, "sum": s.sum, "sumsq": s.sumsq}
+        return {"buffers": [b.state_dict() for b in self.buffers],
+                "obs_stats": stats(self.obs_stats),
+                "goal_stats": [stats(s) for s in self.goal_stats],
+                "counters": {"episodes": self.episodes, "env_steps": self.env_steps,
+                             "degenerate_episodes": self.degenerate_episodes,
+                             "rejected_episodes": self.rejected_episodes},
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["buffers"]) != len(self.buffers):
+            raise ValueError(f"replay snapshot has {len(state['buffers'])} levels, "
+                             f"this replay {len(self.buffers)}")
+        for buffer, saved in zip(self.buffers, state["buffers"]):
+            buffer.load_state_dict(saved)
+        stats = lambda d: NormalizerStats(float(d["count"]), np.asarray(d["sum"], np.float64),
+                                          np.asarray(d["sumsq"], np.float64))
+        self.obs_stats = stats(state["obs_stats"])
+        self.goal_stats = [stats(d) for d in state["goal_stats"]]
+        counters = state["counters"]
+        self.episodes, self.env_steps = int(counters["episodes"]), int(counters["env_steps"])
+        self.degenerate_episodes = int(counters["degenerate_episodes"])
+        self.rejected_episodes = int(counters["rejected_episodes"])
+        self.rng.bit_generator.state = state["rng"]
 
 
 def _finite(episode: Episode) -> bool:

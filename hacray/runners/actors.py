@@ -57,16 +57,20 @@ class ReplayActor:
 
     def __init__(self, config: Config, spec: EnvSpec, counters: dict[str, Any], updates: int,
                  rng_state: Optional[dict[str, Any]],
-                 learner_state: Optional[dict[str, Any]] = None):
+                 learner_state: Optional[dict[str, Any]] = None,
+                 snapshot: Optional[dict[str, Any]] = None):
         self.replay = Blueprint.of(config, spec).replay()
-        if rng_state:
-            self.replay.rng.bit_generator.state = rng_state
-        if learner_state:  # resumed: the normaliser statistics go on from the checkpoint's
+        if snapshot:  # resumed with the checkpoint's replay snapshot: rows, statistics, rng
+            self.replay.load_state_dict(snapshot)
+        elif learner_state:  # resumed empty: the normaliser statistics go on from the learner's
             obs_stats, goal_stats = normalizer_stats(learner_state)
             self.replay.obs_stats, self.replay.goal_stats = obs_stats, list(goal_stats)
+        if rng_state:
+            self.replay.rng.bit_generator.state = rng_state
         self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
         self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
-        self.min_size, self.episodes_before = config.replay.min_size, counters["episodes"]
+        self.min_size = config.replay.min_size
+        self.episodes_before = counters["episodes"] - self.replay.episodes
         self.synchronous = config.distributed.synchronous  # no limiter: the driver paces
         self.from_worker: dict[int, int] = {}
         self.recent: deque[Episode] = deque(maxlen=RECENT)
@@ -106,6 +110,10 @@ class ReplayActor:
         self.limiter.updates += 1
         await self._notify()
         return Sample(self.replay.sample(batch_size), *self.replay.normalizer_stats())
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The buffer as ``HierarchicalReplay.state_dict`` (copies), for the checkpoint."""
+        return self.replay.state_dict()
 
     async def close(self) -> None:
         """Answer every worker's next insert with STOP."""

@@ -60,12 +60,14 @@ def train_distributed(config: Config, run_dir: Path, resume: bool = False,
     if resume:
         check_resume_config(run_dir, config)
     prepare_run_dir(run_dir, config, resume, overwrite)
-    state = None
+    state = snapshot = None
     if resume:
         path, state, notes = checkpoint.load_latest(run_dir)
-        print(*notes, f"hacray: resuming from {path.name}", sep="\n", file=sys.stderr)
+        snapshot, note = checkpoint.load_replay(run_dir, state["counters"]["env_steps"])
+        print(*notes, f"hacray: resuming from {path.name}", f"hacray: {note}", sep="\n",
+              file=sys.stderr)
     started = init_ray(config.distributed.address)
-    trainer = DistributedTrainer(config, spec, run_dir, state, progress)
+    trainer = DistributedTrainer(config, spec, run_dir, state, progress, snapshot)
     try:
         trainer.start()
         return trainer.run()
@@ -125,8 +127,10 @@ class DistributedTrainer:
     """Starts the actors, then watches: evaluate, log and checkpoint every eval_every env steps."""
 
     def __init__(self, config: Config, spec: EnvSpec, run_dir: Path,
-                 state: Optional[dict[str, Any]], progress: Optional[bool]):
+                 state: Optional[dict[str, Any]], progress: Optional[bool],
+                 replay_snapshot: Optional[dict[str, Any]] = None):
         self.config, self.spec, self.run_dir, self.state = config, spec, run_dir, state
+        self.replay_snapshot = replay_snapshot
         self.counters = state["counters"] if state else {
             "env_steps": 0, "episodes": 0, "best_success": -1.0, "wall_time_s": 0.0}
         self.best_success = self.counters["best_success"]
@@ -155,7 +159,9 @@ class DistributedTrainer:
         self.replay = ReplayActor.options(
             name=name("replay"), num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
             config, self.spec, self.counters, state["learner"]["updates"] if state else 0,
-            state["rng"].get("replay") if state else None, state and state["learner"])
+            state["rng"].get("replay") if state else None, state and state["learner"],
+            self.replay_snapshot)
+        self.replay_snapshot = None  # the actor holds it now
         self.learner = LearnerActor.options(
             name=name("learner"), num_cpus=cpus["learner"], num_gpus=gpus,
             scheduling_strategy=bundle[0]).remote(config, self.spec, state and state["learner"],
@@ -288,9 +294,14 @@ class DistributedTrainer:
         self.best_success = max(self.best_success, record["eval/success_rate"])
         counters = {"env_steps": replay.env_steps, "episodes": replay.episodes,
                     "best_success": self.best_success, "wall_time_s": record["wall_time_s"]}
+        # the buffer as it is now: in a free-running run it may hold a few more episodes than
+        # the counters (workers go on sending); resuming from it is warm, not exact
+        snapshot = (get(self.replay.snapshot.remote(), self.timeout_s, "replay")
+                    if self.config.train.save_replay else None)
         checkpoint.save(self.run_dir, {"learner": learner.state, "counters": counters,
                                        "rng": {"replay": replay.rng_state}},
-                        replay.env_steps, self.config.train.checkpoint_keep, is_best=is_best)
+                        replay.env_steps, self.config.train.checkpoint_keep, is_best=is_best,
+                        replay=snapshot)
 
     def close(self) -> None:
         """Kill every actor that is left, release the placement group, close the logs."""

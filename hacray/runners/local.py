@@ -14,6 +14,7 @@ from hacray.logging import RunLogger
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
                                    check_resume_config, evaluate, hyperparameter_table,
                                    prepare_run_dir, summarize)
+from hacray.types import EpisodeStats
 
 
 class LocalTrainer:
@@ -106,8 +107,9 @@ class LocalTrainer:
         success = record["eval/success_rate"]
         is_best = success > self.best_success
         self.best_success = max(self.best_success, success)
+        replay = self.replay.state_dict() if self.config.train.save_replay else None
         checkpoint.save(self.run_dir, self._state(record["wall_time_s"]), self.env_steps,
-                        self.config.train.checkpoint_keep, is_best=is_best)
+                        self.config.train.checkpoint_keep, is_best=is_best, replay=replay)
         self._report(record)
         return record
 
@@ -132,6 +134,7 @@ class LocalTrainer:
         return {"learner": self.learner.state_dict(),
                 "counters": {"env_steps": self.env_steps, "episodes": self.episodes,
                              "best_success": self.best_success, "wall_time_s": wall_time_s},
+                "recent": [tuple(stats) for stats in self.recent],
                 "rng": {"env": self.env_rng.bit_generator.state,
                         "replay": self.replay.rng.bit_generator.state}}
 
@@ -140,16 +143,21 @@ class LocalTrainer:
         for note in warnings + [f"resumed from {path.name}"]:
             print(f"hacray: {note}", file=sys.stderr)
         self.learner.load_state_dict(state["learner"])
-        # the replay restarts empty; its normaliser statistics go on from the learner's, which
-        # train() would otherwise replace with those of the new episodes alone
-        self.replay.obs_stats = self.learner.obs_norm.stats
-        self.replay.goal_stats = [level.goal_norm.stats for level in self.learner.levels]
         counters = state["counters"]
+        replay, note = checkpoint.load_replay(self.run_dir, counters["env_steps"])
+        print(f"hacray: {note}", file=sys.stderr)
+        if replay is not None:
+            self.replay.load_state_dict(replay)
+        else:  # an empty replay's normaliser statistics go on from the learner's, which
+            # train() would otherwise replace with those of the new episodes alone
+            self.replay.obs_stats = self.learner.obs_norm.stats
+            self.replay.goal_stats = [level.goal_norm.stats for level in self.learner.levels]
+        self.recent = [EpisodeStats(*stats) for stats in state.get("recent", [])]
         self.env_steps, self.episodes = counters["env_steps"], counters["episodes"]
         self.best_success, self.wall_offset = counters["best_success"], counters["wall_time_s"]
         if "env" in state["rng"]:  # a distributed run's checkpoint has per-worker streams only
             self.env_rng.bit_generator.state = state["rng"]["env"]
-        self.replay.rng.bit_generator.state = state["rng"]["replay"]
+        self.replay.rng.bit_generator.state = state["rng"]["replay"]  # the snapshot's too
 
     def _report(self, record: dict[str, Any]) -> None:
         line = (f"env_steps {record['env_steps']:>9,d}  updates {record['updates']:>8,d}  "

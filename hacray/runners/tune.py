@@ -109,8 +109,9 @@ def plan_trials(config_path: str | Path, grid: list[tuple[str, list[str]]], seed
             raise ConfigError(f"{key} is given both by --grid and by --set/--max-env-steps")
     trials = []
     for index, values in enumerate(grid_points(grid)):
-        config = load_config(config_path, tuple(
-            _numeric(item) for item in [*overrides, *(f"{k}={v}" for k, v in values)]))
+        config = load_config(config_path, tuple(  # trials are not resumed: no replay on disk
+            _numeric(item) for item in ["train.save_replay=false", *overrides,
+                                        *(f"{k}={v}" for k, v in values)]))
         _check_local(config)
         for offset in range(seeds):
             seed = config.train.seed + offset
