@@ -66,6 +66,22 @@ def raw_mujoco_rate(config: Config, seconds: float) -> float:
     return rate
 
 
+def env_rate(config: Config, seconds: float) -> float:
+    """Env steps/s of the env's own ``step`` (uniform random actions, resets every episode): the
+    physics plus the env's per-step work, without the policy, HAC bookkeeping or Ray."""
+    env, rng = make_env(config.env), np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (env.spec.max_episode_steps, env.spec.action_dim))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.reset(steps)
+        for action in actions.astype(np.float32):
+            env.step(action)
+        steps += len(actions)
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
 def rollouts_in_process(config: Config, seconds: float) -> tuple[float, list[Episode]]:
     """Env steps/s of a rollout worker's loop in this process (``envs_per_worker`` envs side by
     side, as the worker actor plays them), and the episodes."""
@@ -137,9 +153,11 @@ def _rate(read_counter: Any, seconds: float) -> float:
 
 
 def baselines(config: Config, seconds: float) -> dict[str, float]:
-    """The single-core rates in this process: raw MuJoCo, run_episode, Learner.update."""
+    """The single-core rates in this process: raw MuJoCo, the env's step, rollouts (policy and
+    HAC bookkeeping on top), Learner.update."""
     rollout, episodes = rollouts_in_process(config, seconds)
     return {"raw_mujoco_env_steps": raw_mujoco_rate(config, seconds),
+            "env_step_env_steps": env_rate(config, seconds),
             "in_process_rollout_env_steps": rollout,
             "in_process_updates": updates_in_process(config, episodes, seconds)}
 
@@ -176,6 +194,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         "learner_efficiency": round(learner / base["in_process_updates"], 3),
         "workers_over_in_process_rollouts": round(
             sampler / (args.workers * base["in_process_rollout_env_steps"]), 3),
+        # where the rest goes, one process: the env's own per-step work, then the rollout's
+        "env_step_over_raw": round(base["env_step_env_steps"] / base["raw_mujoco_env_steps"], 3),
+        "rollouts_over_env_step": round(
+            base["in_process_rollout_env_steps"] / base["env_step_env_steps"], 3),
         "workers_env_steps_per_s": round(sampler, 1),
         "learner_actor_updates_per_s": round(learner, 1),
         **{f"{k}_per_s": round(v, 1) for k, v in base.items()},
