@@ -7,8 +7,9 @@ or summarise run directories that already exist:
     python benchmarks/learning.py --runs runs/push-s0 runs/push-s1 --out bench/push_l2
 
 Writes ``OUT.csv`` (one row per evaluation step: median, min and max success over seeds, and
-median wall time), ``OUT.png`` (both curves; needs matplotlib) and prints a markdown row for
-BENCHMARKS.md. Extra arguments after ``--`` go to every ``hacray train`` call.
+median wall time; up to where the shortest seed stopped), ``OUT.png`` (both curves; needs
+matplotlib) and prints a markdown row for BENCHMARKS.md, with the first step at which the
+median curve reaches 0.9 and the median over seeds of each seed's first step at 0.9. Extra arguments after ``--`` go to every ``hacray train`` call.
 """
 from __future__ import annotations
 
@@ -91,13 +92,31 @@ def plot(rows: list[dict], path: Path, title: str) -> bool:
     return True
 
 
-def summary_row(rows: list[dict], name: str) -> str:
+def seed_first_reaching(curves: list[list[dict]], level: float) -> list[int | None]:
+    """Each seed's first evaluation at or above ``level`` (env steps; None: never), over its
+    whole curve, also past where the shortest seed stopped."""
+    return [next((r["env_steps"] for r in c if r["eval/success_rate"] >= level), None)
+            for c in curves]
+
+
+def median_first(hits: list[int | None]) -> str:
+    """The median of per-seed first hits (for an even count the later middle one), a seed that
+    never got there counting as infinitely late: 'not reached' unless over half got there."""
+    ordered = sorted(h if h is not None else float("inf") for h in hits)
+    middle = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else max(
+        ordered[len(ordered) // 2 - 1], ordered[len(ordered) // 2])
+    return "not reached" if middle == float("inf") else f"{middle:,}"
+
+
+def summary_row(rows: list[dict], name: str, curves: list[list[dict]]) -> str:
     final = rows[-1]
     hit = first_reaching(rows, 0.9)
     reach = f"{hit['env_steps']:,} steps / {hit['wall_time_s']:.0f} s" if hit else "not reached"
+    hits = seed_first_reaching(curves, 0.9)
+    per_seed = ", ".join("never" if h is None else f"{h:,}" for h in hits)
     return (f"| {name} | {final['seeds']} | {final['env_steps']:,} | {final['wall_time_s']:.0f} | "
             f"{final['success_median']:.2f} ({final['success_min']:.2f}-"
-            f"{final['success_max']:.2f}) | {reach} |")
+            f"{final['success_max']:.2f}) | {reach} | {median_first(hits)} ({per_seed}) |")
 
 
 def main() -> None:
@@ -113,11 +132,13 @@ def main() -> None:
         parser.error("give a config to run, or --runs to summarise")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     run_dirs = args.runs or run_seeds(args.config, args.seeds, args.out, args.jobs, extra)
-    rows = aggregate([read_curve(d) for d in run_dirs])
+    curves = [read_curve(d) for d in run_dirs]
+    rows = aggregate(curves)
     write_csv(rows, args.out.with_suffix(".csv"))
     plot(rows, args.out.with_suffix(".png"), args.out.name)
-    print("| run | seeds | env steps | wall s | final success median (min-max) | first >= 0.9 |")
-    print(summary_row(rows, args.out.name))
+    print("| run | seeds | env steps | wall s | final success median (min-max) | "
+          "median first >= 0.9 | median of per-seed first >= 0.9 (per seed) |")
+    print(summary_row(rows, args.out.name, curves))
 
 
 if __name__ == "__main__":
