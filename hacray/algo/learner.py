@@ -17,7 +17,7 @@ import torch
 
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.networks import Actor, Critic, export_actor
-from hacray.algo.normalizer import Normalizer, drift
+from hacray.algo.normalizer import Normalizer, drift, stats_from_dict
 from hacray.config import LearnerConfig
 from hacray.types import NormalizerStats, PolicyWeights, Transitions
 
@@ -240,9 +240,8 @@ class Learner:
 def normalizer_stats(state: dict[str, Any]
                      ) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
     """The observation and per-level goal statistics saved in a ``Learner.state_dict()``."""
-    def stats(d: dict[str, Any]) -> NormalizerStats:
-        return NormalizerStats(float(d["count"]), d["sum"].numpy(), d["sumsq"].numpy())
-    return stats(state["obs_stats"]), tuple(stats(lv["goal_stats"]) for lv in state["levels"])
+    return (stats_from_dict(state["obs_stats"]),
+            tuple(stats_from_dict(lv["goal_stats"]) for lv in state["levels"]))
 
 
 def _q_range(i: int, q: torch.Tensor, q_max: torch.Tensor, q_low: float) -> dict[str, Any]:

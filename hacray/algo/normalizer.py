@@ -29,6 +29,17 @@ def merge(*shards: NormalizerStats) -> NormalizerStats:
     return NormalizerStats(float(count), total, total_sq)
 
 
+def stats_dict(stats: NormalizerStats) -> dict:
+    """Statistics as a plain dict, the form saved in checkpoints and replay snapshots."""
+    return {"count": stats.count, "sum": stats.sum, "sumsq": stats.sumsq}
+
+
+def stats_from_dict(saved: dict) -> NormalizerStats:
+    """The inverse of ``stats_dict``; the sums may come back as numpy arrays or CPU tensors."""
+    return NormalizerStats(float(saved["count"]), np.asarray(saved["sum"], np.float64),
+                           np.asarray(saved["sumsq"], np.float64))
+
+
 def mean_std(stats: NormalizerStats, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (floored at ``eps``) of non-empty statistics, in float64."""
     mean = stats.sum / stats.count

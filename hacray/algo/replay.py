@@ -151,10 +151,9 @@ class HierarchicalReplay:
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to go on exactly: every level's rows, the
         statistics, the counters and the sampling rng's state (numpy arrays and plain values)."""
-        stats = lambda s: {"count": s.count, "sum": s.sum, "sumsq": s.sumsq}
         return {"buffers": [b.state_dict() for b in self.buffers],
-                "obs_stats": stats(self.obs_stats),
-                "goal_stats": [stats(s) for s in self.goal_stats],
+                "obs_stats": normalizer.stats_dict(self.obs_stats),
+                "goal_stats": [normalizer.stats_dict(s) for s in self.goal_stats],
                 "counters": {"episodes": self.episodes, "env_steps": self.env_steps,
                              "degenerate_episodes": self.degenerate_episodes,
                              "rejected_episodes": self.rejected_episodes},
@@ -166,10 +165,8 @@ class HierarchicalReplay:
                              f"this replay {len(self.buffers)}")
         for buffer, saved in zip(self.buffers, state["buffers"]):
             buffer.load_state_dict(saved)
-        stats = lambda d: NormalizerStats(float(d["count"]), np.asarray(d["sum"], np.float64),
-                                          np.asarray(d["sumsq"], np.float64))
-        self.obs_stats = stats(state["obs_stats"])
-        self.goal_stats = [stats(d) for d in state["goal_stats"]]
+        self.obs_stats = normalizer.stats_from_dict(state["obs_stats"])
+        self.goal_stats = [normalizer.stats_from_dict(d) for d in state["goal_stats"]]
         counters = state["counters"]
         self.episodes, self.env_steps = int(counters["episodes"]), int(counters["env_steps"])
         self.degenerate_episodes = int(counters["degenerate_episodes"])
