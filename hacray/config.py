@@ -88,6 +88,10 @@ class LearnerConfig:
     """Torch device of the learner: auto (cuda when available), cpu or cuda."""
     torch_threads: int = 1
     """Intra-op threads for torch on CPU."""
+    level_threads: int = 0
+    """Threads that update the levels side by side: 0 is one per level, at most the machine's
+    CPUs; 1 is one level after another. Each level's update touches only its own networks, so
+    the results are the same, bit for bit, whatever the number."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,7 @@ def validate(config: Config) -> None:
          "learner.hidden must list positive layer sizes"),
         (learner.device in ("auto", "cpu", "cuda"), "learner.device must be auto, cpu or cuda"),
         (learner.torch_threads >= 1, "learner.torch_threads must be >= 1"),
+        (learner.level_threads >= 0, "learner.level_threads must be >= 0 (0: one per level)"),
         (replay.capacity >= learner.batch_size, "replay.capacity must be >= learner.batch_size"),
         (replay.min_size >= 1, "replay.min_size must be >= 1"),
         (replay.updates_per_env_step > 0, "replay.updates_per_env_step must be > 0"),

@@ -145,3 +145,22 @@ def test_a_local_ray_started_by_hacray_runs_its_actors_at_normal_priority():
     assert done.returncode == 0, done.stderr[-2000:]
     worker_nice, driver_nice = map(int, done.stdout.split()[-2:])
     assert worker_nice == driver_nice
+
+
+@pytest.mark.parametrize("cpus,asked,expected", [(0.5, 0, 1), (2, 0, 2), (2, 1, 1)])
+def test_the_learner_actor_runs_as_many_level_threads_as_it_was_granted_cpus(
+        local_ray, cpus, asked, expected):
+    from hacray.runners.actors import granted_level_threads
+    config = load_config(POINT_MASS, (f"learner.level_threads={asked}",))  # 2 levels
+    task = ray.remote(lambda: granted_level_threads(config).learner.level_threads)
+    assert ray.get(task.options(num_cpus=cpus).remote(), timeout=60) == expected
+
+
+@pytest.mark.parametrize("asked,expected", [(0, 2.0), (1, 1.0), (3, 2.0)])
+def test_a_cluster_learner_asks_a_cpu_per_level_thread(monkeypatch, asked, expected):
+    from hacray.runners import distributed
+    monkeypatch.setattr(distributed.ray, "cluster_resources", lambda: {"CPU": 64.0})
+    config = load_config(POINT_MASS, ("distributed.address=auto", "distributed.workers=2",
+                                      f"learner.level_threads={asked}"))
+    cpus, gpus = distributed._resources(config)
+    assert cpus["learner"] == expected and cpus["replay"] == 1.0 and gpus == 0.0

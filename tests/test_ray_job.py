@@ -2,7 +2,7 @@
 ``hacray train`` submitted with ``ray job submit``, rollout workers on two different nodes.
 
 The layout follows what train_distributed asks of a cluster (``--address``: requests taken at
-their word): learner (1 CPU) and replay (1 CPU) packed on one node, each rollout worker 1 CPU,
+their word): learner (1 CPU: one level thread) and replay (1 CPU) packed on one node, each rollout worker 1 CPU,
 the evaluator 0.5 CPU. The head has 3 CPUs, two worker nodes 1 CPU each (5 for 4.5 asked):
 only the head can take the learner+replay pair, after which every node has at most one CPU
 free, so the two workers must land on two different nodes, at least one of them not the head.
@@ -234,7 +234,7 @@ def test_job_on_a_token_auth_cluster_spreads_workers_over_nodes(tmp_path, ray_cl
     entrypoint += ["train", "configs/point_mass.yaml", "--address", "auto", "--workers", "2",
                    "--run-dir", str(run_dir), "--max-env-steps", "600",
                    "--set", "train.eval_every=300", "--set", "train.eval_episodes=5",
-                   "--set", "replay.tolerance=50"]
+                   "--set", "replay.tolerance=50", "--set", "learner.level_threads=1"]
     submission_id = f"hacray-e2e-{uuid.uuid4().hex[:8]}"
     submit = subprocess.run(
         [cluster.ray, "job", "submit", "--address", cluster.dashboard,

@@ -10,7 +10,9 @@ last two published policies (see ``Learner.weights``).
 from __future__ import annotations
 
 import copy
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -68,6 +70,9 @@ class Learner:
         torch.manual_seed(seed)
         self.obs_norm = Normalizer(obs_dim, config.norm_eps, config.norm_clip, config.obs_clip)
         self.levels = [_Level(s, obs_dim, config, self.device) for s in spaces]
+        threads = level_threads(config, len(spaces))
+        self._pool: Optional[ThreadPoolExecutor] = (
+            ThreadPoolExecutor(threads, thread_name_prefix="hacray-level") if threads > 1 else None)
         self.updates = 0
         self.version = 0
         self.skipped_updates = 0
@@ -116,19 +121,33 @@ class Learner:
     def update(self, batches: tuple[Transitions, ...]) -> dict[str, float]:
         """One gradient step per level; a level whose loss is non-finite is skipped and counted.
 
+        Levels update side by side in ``learner.level_threads`` threads (torch lets go of the
+        GIL inside its kernels); each touches only its own networks and optimisers.
         Targets are averaged on updates number k, 2k, ... (k = ``target_update_every``,
         counting this one: with k = 40 the first averaging is on update 40, as in HER's
         baselines). Values are 0-d tensors (no GPU sync here) or floats; ``float()`` them.
         """
         average_targets = (self.updates + 1) % self.config.target_update_every == 0
+        jobs = [(i, level, batch, average_targets)
+                for i, (level, batch) in enumerate(zip(self.levels, batches))]
+        if self._pool is None:
+            results = [self._update_level(*job) for job in jobs]
+        else:
+            results = list(self._pool.map(lambda job: self._update_level(*job), jobs))
         metrics: dict[str, float] = dict(self._norm_drift)
-        for i, (level, batch) in enumerate(zip(self.levels, batches)):
-            metrics.update(self._update_level(i, level, batch, average_targets))
+        for i, result in enumerate(results):  # counted in level order, as if one after another
+            if result is None:
+                metrics.update(self._skip(i))
+            else:
+                self.consecutive_skips = 0
+                metrics.update(result)
         self.updates += 1
         return metrics
 
     def _update_level(self, i: int, level: _Level, batch: Transitions,
-                      average_targets: bool) -> dict[str, float]:
+                      average_targets: bool) -> Optional[dict[str, float]]:
+        """Level ``i``'s critic step, then its actor step; None when either meets a non-finite
+        loss or gradient (that step and the rest are not taken). Writes only the level's state."""
         c, dev = self.config, self.device
         b = {k: torch.as_tensor(v, device=dev) for k, v in batch._asdict().items()}
         obs_mean, obs_std, goal_mean, goal_std = self._norm_tensors[i]
@@ -142,14 +161,17 @@ class Learner:
         q = level.critic(obs, goal, action)
         critic_loss = torch.mean((q - target) ** 2)
         if not _step(level.critic_opt, critic_loss, level.critic):
-            return self._skip(i)
+            return None
         pi = level.actor(obs, goal)
-        actor_loss = -level.critic(obs, goal, pi).mean()
+        level.critic.requires_grad_(False)  # the actor's loss needs no critic weight gradients
+        try:
+            actor_loss = -level.critic(obs, goal, pi).mean()
+        finally:
+            level.critic.requires_grad_(True)
         if i == 0:  # on motor actions only: on subgoals it would pull them to the box centre
             actor_loss = actor_loss + c.action_l2 * torch.mean(pi ** 2)
         if not _step(level.actor_opt, actor_loss, level.actor):
-            return self._skip(i)
-        self.consecutive_skips = 0
+            return None
         if average_targets:  # a level skipped on that update waits for the next k-th one
             self._soft_update(level)
         q = q.detach()
@@ -235,6 +257,16 @@ class Learner:
                 getattr(lv, name).load_state_dict(saved[name])
         self.set_normalizer(*normalizer_stats(state))
         torch.set_rng_state(state["torch_rng"])
+
+
+def level_threads(config: LearnerConfig, levels: int) -> int:
+    """How many threads update the levels: ``config.level_threads``, or for 0 one per level
+    up to the CPUs this process may use; never more than there are levels."""
+    if config.level_threads:
+        return min(config.level_threads, levels)
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+    return max(1, min(levels, cpus))
 
 
 def normalizer_stats(state: dict[str, Any]

@@ -13,6 +13,7 @@ import asyncio
 import time
 import warnings
 from collections import deque
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -148,6 +149,17 @@ class ReplayActor:
             self.changed.notify_all()
 
 
+def granted_level_threads(config: Config) -> Config:
+    """``learner.level_threads`` 0 (one per level) in an actor means at most the CPUs that Ray
+    granted it, rounded down: a local Ray on a small machine shrinks every request, and level
+    threads beyond the grant would only take cores from the rollout workers."""
+    if config.learner.level_threads:
+        return config
+    granted = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    threads = max(1, min(config.agent.levels, int(granted)))
+    return replace(config, learner=replace(config.learner, level_threads=threads))
+
+
 @ray.remote
 class LearnerActor:
     """The Learner fed by the replay actor. An asyncio actor: weight requests and snapshots are
@@ -157,7 +169,7 @@ class LearnerActor:
                  replay: ray.actor.ActorHandle):
         # sampled batches arrive as read-only numpy views; the learner only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        self.learner = Blueprint.of(config, spec).learner()
+        self.learner = Blueprint.of(granted_level_threads(config), spec).learner()
         if state is not None:
             self.learner.load_state_dict(state)
         self.replay, self.batch_size = replay, config.learner.batch_size

@@ -33,7 +33,8 @@ from hacray.types import LearnerSnapshot, ReplayStatus
 
 WATCH_S = 0.5           # how often the driver reads the counters
 STARTUP_S = 300.0       # how long new actors may take to start on a loaded machine
-CPUS = {"learner": 1.0, "replay": 1.0, "eval": 0.5}  # each worker's: distributed.worker_cpus
+# the learner's is per level thread (see _resources); each worker's is distributed.worker_cpus
+CPUS = {"learner": 1.0, "replay": 1.0, "eval": 0.5}
 REPLAY_DIED = ("hacray: the replay actor died; its buffer is lost. Resume with --resume to "
                "continue from the last checkpoint")
 
@@ -102,8 +103,10 @@ def _resources(config: Config) -> tuple[dict[str, float], float]:
     CPU requests alike, so that all roles start and share its cores; a cluster is taken at its
     word. learner_gpus -1: one GPU when the cluster has any."""
     worker_cpus = config.distributed.worker_cpus
-    want = {**CPUS, "worker": worker_cpus}
-    total = sum(CPUS.values()) + config.distributed.workers * worker_cpus
+    levels = config.agent.levels  # the learner updates them side by side: a CPU for each thread
+    learner_cpus = float(min(config.learner.level_threads or levels, levels))
+    want = {**CPUS, "learner": learner_cpus, "worker": worker_cpus}
+    total = sum(want.values()) - worker_cpus + config.distributed.workers * worker_cpus
     have = ray.cluster_resources()
     scale = min(1.0, have.get("CPU", 0.0) / total) if config.distributed.address is None else 1.0
     gpus = config.distributed.learner_gpus

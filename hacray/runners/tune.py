@@ -109,8 +109,10 @@ def plan_trials(config_path: str | Path, grid: list[tuple[str, list[str]]], seed
             raise ConfigError(f"{key} is given both by --grid and by --set/--max-env-steps")
     trials = []
     for index, values in enumerate(grid_points(grid)):
-        config = load_config(config_path, tuple(  # trials are not resumed: no replay on disk
-            _numeric(item) for item in ["train.save_replay=false", *overrides,
+        # trials are not resumed (no replay on disk) and take one CPU each (one level thread)
+        config = load_config(config_path, tuple(
+            _numeric(item) for item in ["train.save_replay=false", "learner.level_threads=1",
+                                        *overrides,
                                         *(f"{k}={v}" for k, v in values)]))
         _check_local(config)
         for offset in range(seeds):

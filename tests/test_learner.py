@@ -1,0 +1,94 @@
+"""The learner's update: levels side by side in threads change nothing, and the actor's step
+asks the critic for no weight gradients (unit tier, hand-built tiny learners)."""
+import numpy as np
+import pytest
+import torch
+
+from hacray.algo.hierarchy import LevelSpace
+from hacray.algo.learner import Learner, level_threads
+from hacray.config import LearnerConfig
+from hacray.types import Transitions
+
+OBS_DIM = 5
+
+
+def space(index: int, goal_dim: int, act_dim: int, q_low: float) -> LevelSpace:
+    low, high = -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32)
+    return LevelSpace(index=index, horizon=5, goal_dim=goal_dim, act_dim=act_dim, act_low=low,
+                      act_high=high, threshold=0.1, q_low=q_low, goal_indices=None)
+
+
+SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
+
+
+def make_learner(levels: int, threads: int) -> Learner:
+    config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
+                           level_threads=threads)
+    return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
+
+
+def random_batches(levels: int, rng: np.random.Generator) -> tuple[Transitions, ...]:
+    n = 16
+    return tuple(Transitions(
+        obs=rng.standard_normal((n, OBS_DIM), dtype=np.float32),
+        goal=rng.standard_normal((n, s.goal_dim), dtype=np.float32),
+        action=rng.uniform(-1, 1, (n, s.act_dim)).astype(np.float32),
+        reward=-rng.integers(0, 2, n).astype(np.float32),
+        discount=np.full(n, 0.98, np.float32),
+        next_obs=rng.standard_normal((n, OBS_DIM), dtype=np.float32)) for s in SPACES[:levels])
+
+
+def flat_state(learner: Learner) -> list[torch.Tensor]:
+    """Every tensor of the learner's checkpoint (networks, targets, optimiser moments)."""
+    out = []
+
+    def walk(tree):
+        if isinstance(tree, dict):
+            for key in sorted(tree, key=str):
+                walk(tree[key])
+        elif isinstance(tree, (list, tuple)):
+            for item in tree:
+                walk(item)
+        elif isinstance(tree, torch.Tensor):
+            out.append(tree)
+    walk(learner.state_dict())
+    return out
+
+
+@pytest.mark.parametrize("levels,threads", [(2, 2), (3, 2), (3, 3), (3, 0)])
+def test_levels_in_threads_train_exactly_as_one_after_another(levels, threads):
+    rng = np.random.default_rng(0)
+    data = [random_batches(levels, rng) for _ in range(6)]
+    serial, parallel = make_learner(levels, 1), make_learner(levels, threads)
+    assert serial._pool is None
+    assert parallel._pool is not None or level_threads(parallel.config, levels) == 1
+    for batches in data:
+        a, b = serial.update(batches), parallel.update(batches)
+        assert a.keys() == b.keys()
+        assert all(float(a[k]) == float(b[k]) for k in a)
+    for x, y in zip(flat_state(serial), flat_state(parallel), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_the_actors_step_computes_no_critic_weight_gradient():
+    learner = make_learner(2, 1)
+    computed = {i: 0 for i in range(2)}
+    for i, level in enumerate(learner.levels):
+        for p in level.critic.parameters():
+            p.register_hook(lambda grad, i=i: computed.__setitem__(i, computed[i] + 1))
+    n_params = len(list(learner.levels[0].critic.parameters()))
+    learner.update(random_batches(2, np.random.default_rng(1)))
+    # once each, for the critic's own loss; the actor's loss would make it twice
+    assert computed == {0: n_params, 1: n_params}
+    assert all(p.requires_grad for lv in learner.levels for p in lv.critic.parameters())
+
+
+@pytest.mark.parametrize("asked,levels,expected", [(1, 3, 1), (2, 3, 2), (5, 2, 2), (4, 1, 1)])
+def test_level_threads_never_exceed_the_levels(asked, levels, expected):
+    assert level_threads(LearnerConfig(level_threads=asked), levels) == expected
+
+
+def test_level_threads_zero_is_one_per_level_up_to_the_cpus(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert level_threads(LearnerConfig(level_threads=0), 3) == 2
+    assert level_threads(LearnerConfig(level_threads=0), 1) == 1
