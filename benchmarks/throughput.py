@@ -5,7 +5,8 @@
     loop, ``n_substeps`` calls per env step, on the env's own model and data, from the states
     that rollouts visit).
 (b) learner efficiency: updates/s of the learner actor fed by the replay actor / updates/s of
-    ``Learner.update`` in this process on pre-sampled batches of the same size.
+    ``Learner.update`` in this process on pre-sampled batches of the same size, both with
+    ``--level-threads`` level threads (default 1).
 
 Prints one JSON line with both ratios and the raw rates. The rate limiter is opened wide
 (``replay.tolerance``) so that neither side waits for the other.
@@ -170,12 +171,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="per measured actor phase")
     parser.add_argument("--worker-cpus", type=float, default=1.0)
     parser.add_argument("--envs-per-worker", type=int, default=1)
+    parser.add_argument("--level-threads", type=int, default=1,
+                        help="learner.level_threads of both the learner actor and the "
+                             "in-process baseline (the same on both sides of the ratio)")
     args = parser.parse_args(argv)
     config = load_config(args.config, (
         f"env.id={args.task}", f"distributed.workers={args.workers}",
         f"distributed.worker_cpus={args.worker_cpus}",
         f"distributed.envs_per_worker={args.envs_per_worker}",
-        f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false"))
+        f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false",
+        f"learner.level_threads={args.level_threads}"))
     # baselines before and after the actors, averaged: the load of a shared machine drifts
     baseline_s = max(5.0, args.seconds / 6)
     before = baselines(config, baseline_s)
@@ -189,6 +194,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "task": args.task, "workers": args.workers, "envs_per_worker": args.envs_per_worker,
         "seconds": args.seconds,
         "levels": config.agent.levels, "batch_size": config.learner.batch_size,
+        "level_threads": args.level_threads,
         "ray_cpus": cpus, "os_cpus": os.cpu_count(),
         "sampler_efficiency": round(sampler / (args.workers * base["raw_mujoco_env_steps"]), 3),
         "learner_efficiency": round(learner / base["in_process_updates"], 3),

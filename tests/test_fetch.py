@@ -28,6 +28,10 @@ def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
             np.testing.assert_array_equal(obs, expected["observation"].astype(np.float32))
             np.testing.assert_array_equal(achieved, expected["achieved_goal"].astype(np.float32))
             assert success == bool(info["is_success"]) and truncated == (terminated or time_up)
+            # the whole physical state too, in float64: what the next steps start from
+            for field in ("qpos", "qvel", "qacc_warmstart", "mocap_pos", "mocap_quat", "ctrl"):
+                np.testing.assert_array_equal(getattr(ours.sim.data, field),
+                                              getattr(theirs.unwrapped.data, field), field)
     assert truncated  # the episode's 50th step
 
 

@@ -129,12 +129,20 @@ class _FetchSim:
         action = np.clip(action, self.low, self.high)
         self._set_action(action)
         env._mujoco_step(action)
-        if self.block_gripper:  # _step_callback
+        if self.block_gripper:  # _step_callback: fingers held at 0, then mj_forward
             self.data.qpos[self.finger_qpos] = 0.0
-            mujoco.mj_forward(self.model, self.data)
+            self._positions()
         obs, achieved = self.observe()
         success = bool(np.linalg.norm(achieved - env.goal, axis=-1) < env.distance_threshold)
         return obs, achieved, success
+
+    def _positions(self) -> None:
+        """The part of the env's ``mj_forward`` that anything after it reads: body and site
+        poses (the observation, the next action's mocap) and the inputs of ``mj_jacSite``.
+        The next ``mj_step`` recomputes the rest (forces, contacts, accelerations) from the
+        same state before using it, so the physics is unchanged bit for bit (a test compares)."""
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
 
     def _set_action(self, action: np.ndarray) -> None:
         """The end effector moves by at most 5 cm per step (mocap), fingers by position servo."""
