@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Optional
 
 import numpy as np
+import torch
 
 from hacray.config import load_config
 from hacray.envs import make_env
@@ -46,8 +47,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="learner.level_threads values to compare (0: one per level)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per value and round")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--device", default="auto", help="learner.device: auto, cpu or cuda")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, (f"learner.device={args.device}",))
     env = make_env(config.env)
     spec = env.spec
     env.close()
@@ -65,9 +67,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             while time.perf_counter() - start < args.seconds:
                 learner.update(batches[updates % len(batches)])
                 updates += 1
+            if learner.device.type == "cuda":  # updates queue kernels; count them once run
+                torch.cuda.synchronize()
             rates[threads].append(updates / (time.perf_counter() - start))
     base = float(np.median(rates[args.threads[0]]))
     print(json.dumps({"config": args.config, "levels": config.agent.levels,
+                      "device": str(next(iter(learners.values())).device),
                       "batch_size": config.learner.batch_size, "hidden": config.learner.hidden,
                       **{f"level_threads_{t}": {"updates_per_s_median": round(float(np.median(r)), 1),
                                                "rounds": [round(x, 1) for x in r],
@@ -76,4 +81,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as err:  # a bad config, or cuda asked on a machine without it
+        raise SystemExit(f"benchmarks/learner.py: {err}") from None
