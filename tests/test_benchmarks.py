@@ -1,0 +1,37 @@
+"""The learner benchmark runs and reports what it measured (component tier: the point mass)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "learner.py"
+POINT_MASS = ROOT / "configs" / "point_mass.yaml"
+
+
+def test_learner_benchmark_reports_a_rate_per_thread_count(capsys):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import learner as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    bench.main([str(POINT_MASS), "--threads", "1", "2", "--seconds", "0.2", "--rounds", "2",
+                "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["device"] == "cpu" and report["levels"] == 2
+    for threads in (1, 2):
+        result = report[f"level_threads_{threads}"]
+        assert len(result["rounds"]) == 2 and all(rate > 0 for rate in result["rounds"])
+    assert report["level_threads_1"]["over_first"] == 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_learner_benchmark_without_a_gpu_says_so_in_one_line():
+    done = subprocess.run([sys.executable, str(SCRIPT), str(POINT_MASS), "--device", "cuda"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "benchmarks/learner.py: learner.device is cuda but torch sees no CUDA GPU on this machine"]
