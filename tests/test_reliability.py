@@ -19,11 +19,9 @@ from hacray.envs import make_env
 from hacray.runners.common import Blueprint
 
 
-BASE = ("env.id=PointMass-v0", "learner.hidden=[16]", "learner.batch_size=8")
-
-
-def blueprint():
-    config = load_config(None, BASE)
+def blueprint(*overrides):
+    config = load_config(None, ("env.id=PointMass-v0", "learner.hidden=[16]",
+                                "learner.batch_size=8", *overrides))
     return Blueprint.of(config, make_env(config.env).spec)
 
 
@@ -41,8 +39,7 @@ def batches(bp, value=0.0):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_non_finite_batches_are_skipped_counted_and_then_stop_the_run(threads):
-    bp = blueprint()
-    bp = Blueprint.of(load_config(None, (*BASE, f"learner.level_threads={threads}")), bp.spec)
+    bp = blueprint(f"learner.level_threads={threads}")
     learner = bp.learner()
     assert (learner._pool is None) == (threads == 1)
     before = [p.clone() for p in learner.levels[0].actor.parameters()]

@@ -259,13 +259,14 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
 
 
-def level_threads(config: LearnerConfig, levels: int) -> int:
+def level_threads(config: LearnerConfig, levels: int, cpus: Optional[int] = None) -> int:
     """How many threads update the levels: ``config.level_threads``, or for 0 one per level
-    up to the CPUs this process may use; never more than there are levels."""
+    up to ``cpus`` (default: the CPUs this process may use); never more than there are levels."""
     if config.level_threads:
         return min(config.level_threads, levels)
-    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1)
+    if cpus is None:
+        cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count() or 1)
     return max(1, min(levels, cpus))
 
 

@@ -21,7 +21,7 @@ import ray
 from ray.util import metrics
 
 from hacray import seeding
-from hacray.algo.learner import normalizer_stats
+from hacray.algo.learner import level_threads, normalizer_stats
 from hacray.algo.replay import RateLimiter
 from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config
@@ -153,10 +153,8 @@ def granted_level_threads(config: Config) -> Config:
     """``learner.level_threads`` 0 (one per level) in an actor means at most the CPUs that Ray
     granted it, rounded down: a local Ray on a small machine shrinks every request, and level
     threads beyond the grant would only take cores from the rollout workers."""
-    if config.learner.level_threads:
-        return config
-    granted = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    threads = max(1, min(config.agent.levels, int(granted)))
+    granted = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    threads = level_threads(config.learner, config.agent.levels, cpus=granted)
     return replace(config, learner=replace(config.learner, level_threads=threads))
 
 

@@ -22,6 +22,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hacray import checkpoint
+from hacray.algo.learner import level_threads
 from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
@@ -103,8 +104,9 @@ def _resources(config: Config) -> tuple[dict[str, float], float]:
     CPU requests alike, so that all roles start and share its cores; a cluster is taken at its
     word. learner_gpus -1: one GPU when the cluster has any."""
     worker_cpus = config.distributed.worker_cpus
-    levels = config.agent.levels  # the learner updates them side by side: a CPU for each thread
-    learner_cpus = float(min(config.learner.level_threads or levels, levels))
+    # the learner updates the levels side by side: a CPU for each thread (0: one per level)
+    learner_cpus = float(level_threads(config.learner, config.agent.levels,
+                                       cpus=config.agent.levels))
     want = {**CPUS, "learner": learner_cpus, "worker": worker_cpus}
     total = sum(want.values()) - worker_cpus + config.distributed.workers * worker_cpus
     have = ray.cluster_resources()
