@@ -12,6 +12,12 @@ Prints one JSON line with both ratios and the raw rates. The rate limiter is ope
 (``replay.tolerance``) so that neither side waits for the other.
 
     python benchmarks/throughput.py --task FetchReach-v4 --workers 2 --seconds 30
+
+``--in-process`` measures only the single-core loops of (a) -- raw ``mj_step``, the env's
+``step``, a rollout worker's loop -- in short turns within one process, which is what to
+compare two versions of the per-step code with on a noisy machine:
+
+    python benchmarks/throughput.py --task FetchPush-v4 --envs-per-worker 4 --in-process
 """
 from __future__ import annotations
 
@@ -39,66 +45,112 @@ WARMUP_S = 5.0
 WIDE_OPEN = "1000000000000.0"  # a rate-limiter tolerance that never binds
 
 
-def raw_mujoco_rate(config: Config, seconds: float) -> float:
-    """Env steps/s of a bare mj_step loop (n_substeps calls per env step) on one core.
+class RawLoop:
+    """A bare mj_step loop (n_substeps calls per env step) on one core.
 
     The loop steps from the states a rollout visits (recorded from random-action episodes and
     restored with mj_setState): from one fixed state the physics cost is not representative.
     """
-    env, rng = make_env(config.env), np.random.default_rng(0)
-    sim = env.env.unwrapped  # type: ignore[attr-defined]  # FetchEnv's gymnasium env
-    model, data, substeps = sim.model, sim.data, sim.n_substeps
-    kind = mujoco.mjtState.mjSTATE_INTEGRATION
-    states = []
-    for episode in range(10):
-        env.reset(episode)
-        for _ in range(env.spec.max_episode_steps):
-            states.append(np.empty(mujoco.mj_stateSize(model, kind)))
-            mujoco.mj_getState(model, data, states[-1], kind)
-            env.step(rng.uniform(-1, 1, env.spec.action_dim).astype(np.float32))
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        mujoco.mj_setState(model, data, states[steps % len(states)], kind)
-        for _ in range(substeps):
-            mujoco.mj_step(model, data)
-        steps += 1
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+
+    def __init__(self, config: Config):
+        self.env, rng = make_env(config.env), np.random.default_rng(0)
+        sim = self.env.env.unwrapped  # type: ignore[attr-defined]  # FetchEnv's gymnasium env
+        self.model, self.data, self.substeps = sim.model, sim.data, sim.n_substeps
+        self.kind, self.states, self.next = mujoco.mjtState.mjSTATE_INTEGRATION, [], 0
+        for episode in range(10):
+            self.env.reset(episode)
+            for _ in range(self.env.spec.max_episode_steps):
+                self.states.append(np.empty(mujoco.mj_stateSize(self.model, self.kind)))
+                mujoco.mj_getState(self.model, self.data, self.states[-1], self.kind)
+                self.env.step(rng.uniform(-1, 1, self.env.spec.action_dim).astype(np.float32))
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """(env steps, seconds) of stepping for at least ``seconds``."""
+        model, data, kind, steps, start = self.model, self.data, self.kind, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            mujoco.mj_setState(model, data, self.states[self.next % len(self.states)], kind)
+            self.next += 1
+            for _ in range(self.substeps):
+                mujoco.mj_step(model, data)
+            steps += 1
+        return steps, time.perf_counter() - start
+
+    def close(self) -> None:
+        self.env.close()
 
 
-def env_rate(config: Config, seconds: float) -> float:
-    """Env steps/s of the env's own ``step`` (uniform random actions, resets every episode): the
-    physics plus the env's per-step work, without the policy, HAC bookkeeping or Ray."""
-    env, rng = make_env(config.env), np.random.default_rng(0)
-    actions = rng.uniform(-1, 1, (env.spec.max_episode_steps, env.spec.action_dim))
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env.reset(steps)
-        for action in actions.astype(np.float32):
-            env.step(action)
-        steps += len(actions)
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+class EnvLoop:
+    """The env's own ``step`` (uniform random actions, a reset every episode): the physics plus
+    the env's per-step work, without the policy, HAC bookkeeping or Ray."""
+
+    def __init__(self, config: Config):
+        self.env, rng = make_env(config.env), np.random.default_rng(0)
+        spec = self.env.spec
+        self.actions = rng.uniform(-1, 1, (spec.max_episode_steps, spec.action_dim)
+                                   ).astype(np.float32)
+        self.episodes = 0
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """(env steps, seconds) of whole episodes for at least ``seconds``."""
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.env.reset(self.episodes)
+            self.episodes += 1
+            for action in self.actions:
+                self.env.step(action)
+            steps += len(self.actions)
+        return steps, time.perf_counter() - start
+
+    def close(self) -> None:
+        self.env.close()
 
 
-def rollouts_in_process(config: Config, seconds: float) -> tuple[float, list[Episode]]:
-    """Env steps/s of a rollout worker's loop in this process (``envs_per_worker`` envs side by
-    side, as the worker actor plays them), and the episodes."""
-    envs = [make_env(config.env) for _ in range(config.distributed.envs_per_worker)]
-    rngs = [seeding.rng(config.train.seed, "env", 0, i) for i in range(len(envs))]
-    blueprint = Blueprint.of(config, envs[0].spec)
-    policy = blueprint.policy()
-    policy.set_weights(blueprint.learner().weights())
-    episodes, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        episodes += run_episodes([play(env, policy, config.agent, int(rng.integers(2**31)), rng,
-                                       explore=True) for env, rng in zip(envs, rngs)], policy)
-    rate = sum(e.stats.env_steps for e in episodes) / (time.perf_counter() - start)
-    for env in envs:
-        env.close()
-    return rate, episodes
+class RolloutLoop:
+    """A rollout worker's loop in this process: ``envs_per_worker`` envs side by side, as the
+    worker actor plays them (policy, exploration, HAC bookkeeping); keeps the episodes."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.envs = [make_env(config.env) for _ in range(config.distributed.envs_per_worker)]
+        self.rngs = [seeding.rng(config.train.seed, "env", 0, i) for i in range(len(self.envs))]
+        blueprint = Blueprint.of(config, self.envs[0].spec)
+        self.policy = blueprint.policy()
+        self.policy.set_weights(blueprint.learner().weights())
+        self.episodes: list[Episode] = []
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """(env steps, seconds) of whole rounds of episodes for at least ``seconds``."""
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            played = run_episodes([play(env, self.policy, self.config.agent,
+                                        int(rng.integers(2**31)), rng, explore=True)
+                                   for env, rng in zip(self.envs, self.rngs)], self.policy)
+            steps += sum(e.stats.env_steps for e in played)
+            self.episodes += played
+        return steps, time.perf_counter() - start
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def interleaved(config: Config, rounds: int, slice_s: float
+                ) -> tuple[dict[str, float], list[Episode]]:
+    """The three single-core loops in turns of ``slice_s`` for ``rounds`` rounds: each rate is
+    summed over its slices, so that a shared machine's drifting load falls on all three alike
+    (whole-phase rates, one after another, moved by up to 15% within one run)."""
+    loops = {"raw_mujoco_env_steps": RawLoop(config), "env_step_env_steps": EnvLoop(config),
+             "in_process_rollout_env_steps": RolloutLoop(config)}
+    totals = {name: [0, 0.0] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            steps, elapsed = loop.run(slice_s)
+            totals[name][0] += steps
+            totals[name][1] += elapsed
+    for loop in loops.values():
+        loop.close()
+    rates = {name: steps / elapsed for name, (steps, elapsed) in totals.items()}
+    return rates, loops["in_process_rollout_env_steps"].episodes
 
 
 def updates_in_process(config: Config, episodes: list[Episode], seconds: float) -> float:
@@ -154,13 +206,10 @@ def _rate(read_counter: Any, seconds: float) -> float:
 
 
 def baselines(config: Config, seconds: float) -> dict[str, float]:
-    """The single-core rates in this process: raw MuJoCo, the env's step, rollouts (policy and
-    HAC bookkeeping on top), Learner.update."""
-    rollout, episodes = rollouts_in_process(config, seconds)
-    return {"raw_mujoco_env_steps": raw_mujoco_rate(config, seconds),
-            "env_step_env_steps": env_rate(config, seconds),
-            "in_process_rollout_env_steps": rollout,
-            "in_process_updates": updates_in_process(config, episodes, seconds)}
+    """The single-core rates in this process, ~``seconds`` each: raw MuJoCo, the env's step and
+    rollouts (policy and HAC bookkeeping on top) in turns, then Learner.update."""
+    rates, episodes = interleaved(config, rounds=max(1, round(seconds / 0.3)), slice_s=0.3)
+    return {**rates, "in_process_updates": updates_in_process(config, episodes, seconds)}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -174,6 +223,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--level-threads", type=int, default=1,
                         help="learner.level_threads of both the learner actor and the "
                              "in-process baseline (the same on both sides of the ratio)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only the single-core loops of one process (raw mj_step, the "
+                             "env's step, the rollout loop), in turns; no Ray")
+    parser.add_argument("--rounds", type=int, default=40, help="turns of --in-process")
+    parser.add_argument("--slice", type=float, default=0.3,
+                        help="seconds per loop per turn of --in-process")
     args = parser.parse_args(argv)
     config = load_config(args.config, (
         f"env.id={args.task}", f"distributed.workers={args.workers}",
@@ -181,6 +236,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         f"distributed.envs_per_worker={args.envs_per_worker}",
         f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false",
         f"learner.level_threads={args.level_threads}"))
+    if args.in_process:
+        rates, _ = interleaved(config, args.rounds, args.slice)
+        raw, env, rollout = (rates[k] for k in ("raw_mujoco_env_steps", "env_step_env_steps",
+                                                "in_process_rollout_env_steps"))
+        print(json.dumps({
+            "task": args.task, "envs_per_worker": args.envs_per_worker,
+            "levels": config.agent.levels, "rounds": args.rounds, "slice_s": args.slice,
+            "rollouts_over_raw": round(rollout / raw, 3), "env_step_over_raw": round(env / raw, 3),
+            "rollouts_over_env_step": round(rollout / env, 3),
+            **{f"{k}_per_s": round(v, 1) for k, v in rates.items()}}))
+        return
     # baselines before and after the actors, averaged: the load of a shared machine drifts
     baseline_s = max(5.0, args.seconds / 6)
     before = baselines(config, baseline_s)

@@ -1,4 +1,5 @@
-"""The learner benchmark runs and reports what it measured (component tier: the point mass)."""
+"""The benchmarks run and report what they measured (the learner on the point mass; the
+throughput loops on FetchReach, MuJoCo tier)."""
 import json
 import subprocess
 import sys
@@ -35,3 +36,20 @@ def test_learner_benchmark_without_a_gpu_says_so_in_one_line():
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         "benchmarks/learner.py: learner.device is cuda but torch sees no CUDA GPU on this machine"]
+
+
+@pytest.mark.mujoco
+def test_throughput_in_process_takes_the_three_loops_in_turns(capsys):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import throughput as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    bench.main(["--task", "FetchReach-v4", "--envs-per-worker", "2", "--in-process",
+                "--rounds", "2", "--slice", "0.05"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    raw, env, rollout = (report[f"{k}_per_s"] for k in (
+        "raw_mujoco_env_steps", "env_step_env_steps", "in_process_rollout_env_steps"))
+    assert min(raw, env, rollout) > 0 and report["rounds"] == 2
+    assert report["rollouts_over_raw"] == pytest.approx(rollout / raw, abs=1e-3)
+    assert report["env_step_over_raw"] == pytest.approx(env / raw, abs=1e-3)

@@ -14,13 +14,16 @@ TASKS = ["FetchReach-v4", "FetchPush-v4", "FetchPickAndPlace-v4", "FetchSlide-v4
 
 @pytest.mark.parametrize("task", TASKS)
 def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
-    """FetchEnv.step skips gymnasium's wrappers and name look-ups; it must not change a bit of
-    what the env returns (actions out of range included: both clip them)."""
+    """FetchEnv.reset and .step skip gymnasium's wrappers and name look-ups; they must not
+    change a bit of what the env returns (actions out of range included: both clip them)."""
     ours, theirs = make_env(EnvConfig(id=task)), make_env(EnvConfig(id=task)).env
     rng = np.random.default_rng(7)
-    for seed in (0, 1):
-        ours.reset(seed)
-        theirs.reset(seed=seed)
+    for seed in (0, 1, 2):
+        got = ours.reset(seed)
+        expected, _ = theirs.reset(seed=seed)
+        for value, key in zip(got, ("observation", "achieved_goal", "desired_goal")):
+            np.testing.assert_array_equal(value, expected[key].astype(np.float32), key)
+            assert value.dtype == np.float32
         for t in range(50):
             action = rng.uniform(-1.3, 1.3, 4).astype(np.float32)
             obs, achieved, success, truncated = ours.step(action)
@@ -33,6 +36,34 @@ def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
                 np.testing.assert_array_equal(getattr(ours.sim.data, field),
                                               getattr(theirs.unwrapped.data, field), field)
     assert truncated  # the episode's 50th step
+
+
+def rotation(quat) -> np.ndarray:
+    import mujoco
+    mat, quat = np.zeros(9), np.asarray(quat, np.float64)
+    mujoco.mju_quat2Mat(mat, quat / np.linalg.norm(quat))
+    return mat
+
+
+@pytest.mark.parametrize("quat", [
+    [1, 0, 0, 0],                        # identity: the object at rest
+    [0.9, 0, 0, 0.3], [0.2, 0, 0, -1],   # about z only: a box on the table
+    [0.5, 0.5, 0.5, 0.5], [0.3, -0.7, 0.1, 0.6],
+    [1, 0, 1, 0],                        # pitch 90 degrees: gimbal lock, the other branch
+])
+def test_mat2euler_equals_gymnasium_robotics_bit_for_bit(quat):
+    from gymnasium_robotics.utils.rotations import mat2euler as general
+    from hacray.envs.fetch import mat2euler
+    mat = rotation(quat)
+    np.testing.assert_array_equal(mat2euler(mat), general(mat.reshape(3, 3)))
+
+
+def test_mat2euler_equals_gymnasium_robotics_on_many_rotations():
+    from gymnasium_robotics.utils.rotations import mat2euler as general
+    from hacray.envs.fetch import mat2euler
+    for quat in np.random.default_rng(0).standard_normal((2000, 4)):
+        mat = rotation(quat)
+        np.testing.assert_array_equal(mat2euler(mat), general(mat.reshape(3, 3)))
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -6,6 +6,7 @@ import torch
 
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.learner import Learner, level_threads
+from hacray.algo.normalizer import stats_of
 from hacray.config import LearnerConfig
 from hacray.types import Transitions
 
@@ -92,3 +93,28 @@ def test_level_threads_zero_is_one_per_level_up_to_the_cpus(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert level_threads(LearnerConfig(level_threads=0), 3) == 2
     assert level_threads(LearnerConfig(level_threads=0), 1) == 1
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_worker_numpy_policy_computes_the_learners_torch_actor(batch):
+    """Rollout workers evaluate the exported actors in numpy; after training steps and with
+    normaliser statistics in place, their actions are the torch actors' (float32 rounding)."""
+    from hacray.algo.rollout import Policy
+    learner, rng = make_learner(levels=2, threads=1), np.random.default_rng(5)
+    for _ in range(3):
+        learner.update(random_batches(2, rng))
+    learner.set_normalizer(stats_of(rng.normal(2.0, 3.0, (100, OBS_DIM))),
+                           tuple(stats_of(rng.normal(-1.0, 0.5, (100, s.goal_dim)))
+                                 for s in SPACES[:2]))
+    policy = Policy(SPACES[:2], OBS_DIM, learner.config)
+    policy.set_weights(learner.weights())
+    for level, lv in enumerate(learner.levels):
+        obs = rng.standard_normal((batch, OBS_DIM), dtype=np.float32)
+        goal = rng.standard_normal((batch, SPACES[level].goal_dim), dtype=np.float32)
+        with torch.no_grad():
+            unit = lv.actor(torch.from_numpy(policy.obs_norm(obs)),
+                            torch.from_numpy(policy.goal_norms[level](goal))).numpy()
+        expected = SPACES[level].unscale_action(unit)
+        np.testing.assert_allclose(policy.act(level, obs, goal), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(policy.act(level, obs[0], goal[0]), expected[0], rtol=1e-5,
+                                   atol=1e-6)

@@ -90,3 +90,24 @@ def test_side_by_side_episodes_equal_one_at_a_time(levels, horizons):
                     np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0,
                                                atol=1e-6, err_msg=name)
     assert len({e.segments[0][0].goal.tobytes() for e in together}) == 3  # three episodes
+
+
+@pytest.mark.parametrize("low,high", [([-1, -1], [1, 1]), ([1.1, 0.5, 0.4], [1.6, 1.0, 0.6])])
+def test_exploration_draws_are_generator_uniforms_and_noise_stays_in_the_box(low, high):
+    """The random-action branch is ``rng.uniform(low, high)`` draw for draw and bit for bit;
+    the Gaussian branch is clipped to the box."""
+    from hacray.algo.hierarchy import LevelSpace
+    from hacray.algo.rollout import _explore
+    from hacray.config import AgentConfig
+    low, high = np.array(low, np.float32), np.array(high, np.float32)
+    space = LevelSpace(index=0, horizon=5, goal_dim=2, act_dim=len(low), act_low=low,
+                       act_high=high, threshold=0.1, q_low=-5.0, goal_indices=None)
+    ours, theirs = np.random.default_rng(4), np.random.default_rng(4)
+    for _ in range(200):
+        action = _explore(low, space, AgentConfig(random_eps=1.0), ours)
+        theirs.random()  # the branch's coin
+        np.testing.assert_array_equal(action, theirs.uniform(low, high).astype(np.float32))
+    assert ours.random() == theirs.random()  # the streams are still in step
+    for _ in range(200):
+        action = _explore(high, space, AgentConfig(random_eps=0.0, noise_std=3.0), ours)
+        assert action.dtype == np.float32 and np.all((low <= action) & (action <= high))

@@ -43,6 +43,12 @@ class LevelSpace:
         """Half the width of the action box: [-1, 1] scales to it."""
         return (self.act_high - self.act_low) / 2
 
+    @cached_property
+    def act_box64(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high - low) in float64: the arithmetic of ``Generator.uniform(low, high)``."""
+        low = self.act_low.astype(np.float64)
+        return low, self.act_high.astype(np.float64) - low
+
     def unscale_action(self, unit: np.ndarray) -> np.ndarray:
         """[-1, 1] -> env units."""
         return self.act_centre + self.act_half * unit

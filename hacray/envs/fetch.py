@@ -5,9 +5,9 @@ position ``obs[0:3]`` and, for object tasks, the object position ``obs[3:6]``. B
 subgoals inside the workspace the task's goals are drawn from (gripper start +-0.15 m for
 Reach/Push/PickAndPlace; Slide's goals lie 0.1-0.7 m beyond the gripper along x).
 
-``step`` bypasses gymnasium's wrappers and computes the observation from addresses looked up
-once (gymnasium-robotics looks up every robot joint by name on every step, to keep two of
-them): the same numbers, bit for bit (a test compares), at a fraction of the cost.
+``reset`` and ``step`` bypass gymnasium's wrappers and compute the observation from addresses
+looked up once (gymnasium-robotics looks up every robot joint by name on every step, to keep
+two of them): the same numbers, bit for bit (a test compares), at a fraction of the cost.
 """
 from __future__ import annotations
 
@@ -66,27 +66,31 @@ class FetchEnv:
             goal_threshold=float(getattr(self.env.unwrapped, "distance_threshold", 0.05)),
             default_subgoal=DEFAULT_SUBGOALS.get(family, ([], [], [])))
         self.sim = _FetchSim(self.env.unwrapped)
+        self._gym = gym
         self.elapsed = 0
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        obs, _ = self.env.reset(seed=int(seed))
+        """gymnasium-robotics' ``reset(seed=seed)`` minus the wrappers, and with the first
+        observation from the cached addresses (its own ``_get_obs`` looks up every robot joint
+        by name: two thirds of a reset's time)."""
+        env = self.env.unwrapped
+        self._gym.Env.reset(env, seed=int(seed))  # seeds env.np_random, as the env's reset does
+        while not env._reset_sim():  # redraws until the initial state is valid
+            pass
+        env.goal = env._sample_goal().copy()
         self.elapsed = 0
-        return _unpack(obs)
+        obs, achieved = self.sim.observe()
+        return obs, achieved.astype(np.float32), env.goal.astype(np.float32)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
         """gymnasium-robotics' ``step`` and TimeLimit, minus the wrappers and name look-ups."""
         obs, achieved, success = self.sim.step(action)
         self.elapsed += 1
         truncated = self.elapsed >= self.spec.max_episode_steps  # Fetch never terminates
-        return obs.astype(np.float32), achieved.astype(np.float32), success, truncated
+        return obs, achieved, success, truncated
 
     def close(self) -> None:
         self.env.close()
-
-
-def _unpack(obs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (obs["observation"].astype(np.float32), obs["achieved_goal"].astype(np.float32),
-            obs["desired_goal"].astype(np.float32))
 
 
 ROTATION_DELTA = np.array([1.0, 0.0, 1.0, 0.0])  # the env's fixed "rotation" increment
@@ -102,9 +106,13 @@ class _FetchSim:
     """
 
     def __init__(self, env):
-        from gymnasium_robotics.utils.rotations import mat2euler
-        model = env.model
-        self.env, self.model, self.data, self.mat2euler = env, model, env.data, mat2euler
+        model, data = env.model, env.data
+        self.env, self.model, self.data, self.substeps = env, model, data, env.n_substeps
+        # views of the env's state arrays, taken once: MjData makes a new view on every access
+        self.qpos, self.qvel, self.ctrl = data.qpos, data.qvel, data.ctrl
+        self.xpos, self.xquat, self.site_xpos = data.xpos, data.xquat, data.site_xpos
+        self.site_xmat = data.site_xmat
+        self.mocap_pos, self.mocap_quat = data.mocap_pos, data.mocap_quat
         site = lambda name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name)
         self.grip, self.object = site("robot0:grip"), site("object0") if env.has_object else -1
         robot = [n for n in env._model_names.joint_names if n.startswith("robot")]
@@ -120,21 +128,24 @@ class _FetchSim:
         if model.body_mocapid[mocap_body] == -1:
             mocap_body, body = body, mocap_body
         self.mocap, self.welded_body = model.body_mocapid[mocap_body], body
-        self.actuators = [(i, model.actuator_biastype[i] != 0,
-                           model.jnt_qposadr[model.actuator_trnid[i, 0]]) for i in range(model.nu)]
+        assert model.nmocap == 1 and model.nu in (0, 2), "Fetch: one mocap body, 0 or 2 servos"
+        # ctrl_set_action: a servo with a bias (position servo) is driven relative to its joint
+        self.relative = model.actuator_biastype != 0
+        self.servo_qpos = model.jnt_qposadr[model.actuator_trnid[:, 0]]
+        self.no_grip = np.zeros(2)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(observation, achieved goal, success) after one env step, in float64."""
-        env = self.env
-        action = np.clip(action, self.low, self.high)
+        """(observation, achieved goal, success) after one env step; float32 arrays."""
+        action = np.minimum(np.maximum(action, self.low), self.high)  # np.clip, minus its wrapper
         self._set_action(action)
-        env._mujoco_step(action)
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)  # the env's _mujoco_step
         if self.block_gripper:  # _step_callback: fingers held at 0, then mj_forward
-            self.data.qpos[self.finger_qpos] = 0.0
+            self.qpos[self.finger_qpos] = 0.0
             self._positions()
         obs, achieved = self.observe()
-        success = bool(np.linalg.norm(achieved - env.goal, axis=-1) < env.distance_threshold)
-        return obs, achieved, success
+        d = achieved - self.env.goal  # np.linalg.norm(d, axis=-1)'s arithmetic, without checks
+        success = bool(np.sqrt(np.add.reduce(d * d, axis=-1)) < self.env.distance_threshold)
+        return obs, achieved.astype(np.float32), success
 
     def _positions(self) -> None:
         """The part of the env's ``mj_forward`` that anything after it reads: body and site
@@ -145,41 +156,52 @@ class _FetchSim:
         mujoco.mj_comPos(self.model, self.data)
 
     def _set_action(self, action: np.ndarray) -> None:
-        """The end effector moves by at most 5 cm per step (mocap), fingers by position servo."""
-        data = self.data
-        pos_ctrl = action[:3].copy()
-        pos_ctrl *= 0.05  # in the action's float32, as the env does
-        gripper = np.zeros(2) if self.block_gripper else np.array([action[3], action[3]])
-        gripper = gripper.astype(np.float64)  # the env's concatenate widens to float64
-        for i, relative, qpos_address in self.actuators:
-            data.ctrl[i] = data.qpos[qpos_address] + gripper[i] if relative else gripper[i]
-        data.mocap_pos[self.mocap][:] = data.xpos[self.welded_body]
-        data.mocap_quat[self.mocap][:] = data.xquat[self.welded_body]
-        data.mocap_pos[:] = data.mocap_pos + pos_ctrl.astype(np.float64)
-        data.mocap_quat[:] = data.mocap_quat + ROTATION_DELTA
+        """The end effector moves by at most 5 cm per step (mocap), fingers by position servo.
+
+        Fetch has one mocap body, welded to the gripper: its pose is reset to the gripper's and
+        moved by the action (``reset_mocap2body_xpos`` then ``mocap_set_action``)."""
+        pos_ctrl = (action[:3] * 0.05).astype(np.float64)  # in float32, then widened, as the env
+        gripper = (self.no_grip if self.block_gripper
+                   else np.array([action[3], action[3]], np.float64))
+        if self.relative.size:  # blocked-gripper tasks have no finger servos
+            self.ctrl[:] = np.where(self.relative, self.qpos[self.servo_qpos] + gripper, gripper)
+        self.mocap_pos[self.mocap] = self.xpos[self.welded_body] + pos_ctrl
+        self.mocap_quat[self.mocap] = self.xquat[self.welded_body] + ROTATION_DELTA
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
-        data, dt = self.data, self.dt
-        grip_pos = data.site_xpos[self.grip]
-        grip_velp = self._velocity(self.grip)[0] * dt
-        gripper_state = data.qpos[self.finger_qpos]
-        gripper_vel = data.qvel[self.finger_qvel] * dt
+        """``_get_obs``'s observation (rounded to float32) and achieved goal (float64)."""
+        dt = self.dt
+        grip_pos = self.site_xpos[self.grip]
+        grip_velp = self._velocity(self.grip, angular=False)[0] * dt
+        gripper_state = self.qpos[self.finger_qpos]
+        gripper_vel = self.qvel[self.finger_qvel] * dt
         if self.object < 0:
-            empty = np.zeros(0)
-            parts = [grip_pos, empty, empty, gripper_state, empty, empty, empty]
-            achieved = grip_pos.copy()
-        else:
-            object_pos = data.site_xpos[self.object]
-            object_rot = self.mat2euler(data.site_xmat[self.object].reshape(3, 3))
-            velp, velr = self._velocity(self.object)
-            object_velp, object_velr = velp * dt, velr * dt
-            object_velp -= grip_velp
-            parts = [grip_pos, object_pos.ravel(), (object_pos - grip_pos).ravel(), gripper_state,
-                     object_rot.ravel(), object_velp.ravel(), object_velr.ravel()]
-            achieved = np.squeeze(object_pos.copy())
-        return np.concatenate([*parts, grip_velp, gripper_vel]), achieved
+            return (np.concatenate([grip_pos, gripper_state, grip_velp, gripper_vel],
+                                   dtype=np.float32), grip_pos.copy())
+        object_pos = self.site_xpos[self.object]
+        velp, velr = self._velocity(self.object, angular=True)
+        object_velp = velp * dt
+        object_velp -= grip_velp
+        obs = np.concatenate([grip_pos, object_pos, object_pos - grip_pos, gripper_state,
+                              mat2euler(self.site_xmat[self.object]), object_velp, velr * dt,
+                              grip_velp, gripper_vel], dtype=np.float32)
+        return obs, object_pos.copy()
 
-    def _velocity(self, site: int) -> tuple[np.ndarray, np.ndarray]:
-        """The site's linear and angular velocity (Jacobian times qvel, as mujoco_utils does)."""
-        mujoco.mj_jacSite(self.model, self.data, self.jacp, self.jacr, site)
-        return self.jacp @ self.data.qvel, self.jacr @ self.data.qvel
+    def _velocity(self, site: int, angular: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The site's linear (and angular) velocity: Jacobian times qvel, as mujoco_utils does."""
+        mujoco.mj_jacSite(self.model, self.data, self.jacp, self.jacr if angular else None, site)
+        return self.jacp @ self.qvel, self.jacr @ self.qvel if angular else None
+
+
+_EPS4 = np.finfo(np.float64).eps * 4.0
+
+
+def mat2euler(flat: np.ndarray) -> np.ndarray:
+    """gymnasium-robotics' ``rotations.mat2euler`` of one row-major 3x3 matrix, the same
+    numbers bit for bit (a test compares) without its batch machinery (~9x faster)."""
+    m00, m01, m02, _, _, m12, _, _, m22 = flat
+    cy = np.sqrt(m22 * m22 + m12 * m12)
+    if not cy > _EPS4:  # gimbal lock: the general function's other branch
+        from gymnasium_robotics.utils.rotations import mat2euler as general
+        return general(flat.reshape(3, 3))
+    return -np.arctan2(np.array([m12, -m02, m01]), np.array([m22, cy, m00]))
