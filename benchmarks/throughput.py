@@ -142,13 +142,15 @@ def interleaved(config: Config, rounds: int, slice_s: float
     loops = {"raw_mujoco_env_steps": RawLoop(config), "env_step_env_steps": EnvLoop(config),
              "in_process_rollout_env_steps": RolloutLoop(config)}
     totals = {name: [0, 0.0] for name in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            steps, elapsed = loop.run(slice_s)
-            totals[name][0] += steps
-            totals[name][1] += elapsed
-    for loop in loops.values():
-        loop.close()
+    try:
+        for _ in range(rounds):
+            for name, loop in loops.items():
+                steps, elapsed = loop.run(slice_s)
+                totals[name][0] += steps
+                totals[name][1] += elapsed
+    finally:
+        for loop in loops.values():
+            loop.close()
     rates = {name: steps / elapsed for name, (steps, elapsed) in totals.items()}
     return rates, loops["in_process_rollout_env_steps"].episodes
 

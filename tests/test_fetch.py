@@ -17,7 +17,7 @@ def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
     """FetchEnv.reset and .step skip gymnasium's wrappers and name look-ups; they must not
     change a bit of what the env returns (actions out of range included: both clip them)."""
     ours, theirs = make_env(EnvConfig(id=task)), make_env(EnvConfig(id=task)).env
-    rng = np.random.default_rng(7)
+    rng, outcomes = np.random.default_rng(7), set()
     for seed in (0, 1, 2):
         got = ours.reset(seed)
         expected, _ = theirs.reset(seed=seed)
@@ -26,8 +26,13 @@ def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
             assert value.dtype == np.float32
         for t in range(50):
             action = rng.uniform(-1.3, 1.3, 4).astype(np.float32)
+            if t % 2:  # a goal near the achieved one, so that success is sometimes True
+                goal = expected["achieved_goal"] + rng.normal(0.0, 0.03, 3)
+                ours.env.unwrapped.goal, theirs.unwrapped.goal = goal.copy(), goal.copy()
+                action[:3] *= 0.1
             obs, achieved, success, truncated = ours.step(action)
             expected, _, terminated, time_up, info = theirs.step(action)
+            outcomes.add(success)
             np.testing.assert_array_equal(obs, expected["observation"].astype(np.float32))
             np.testing.assert_array_equal(achieved, expected["achieved_goal"].astype(np.float32))
             assert success == bool(info["is_success"]) and truncated == (terminated or time_up)
@@ -36,6 +41,7 @@ def test_fast_step_equals_gymnasium_step_bit_for_bit(task):
                 np.testing.assert_array_equal(getattr(ours.sim.data, field),
                                               getattr(theirs.unwrapped.data, field), field)
     assert truncated  # the episode's 50th step
+    assert outcomes == {True, False}  # both sides of the goal threshold were compared
 
 
 def rotation(quat) -> np.ndarray:

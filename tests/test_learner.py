@@ -97,8 +97,10 @@ def test_level_threads_zero_is_one_per_level_up_to_the_cpus(monkeypatch):
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_worker_numpy_policy_computes_the_learners_torch_actor(batch):
-    """Rollout workers evaluate the exported actors in numpy; after training steps and with
-    normaliser statistics in place, their actions are the torch actors' (float32 rounding)."""
+    """Rollout workers evaluate the exported actors in numpy, on inputs their own copies of the
+    published normalisers map; after training steps and with normaliser statistics in place,
+    their actions are the learner's torch actors' on the learner's normalised inputs (float32
+    rounding)."""
     from hacray.algo.rollout import Policy
     learner, rng = make_learner(levels=2, threads=1), np.random.default_rng(5)
     for _ in range(3):
@@ -112,8 +114,8 @@ def test_worker_numpy_policy_computes_the_learners_torch_actor(batch):
         obs = rng.standard_normal((batch, OBS_DIM), dtype=np.float32)
         goal = rng.standard_normal((batch, SPACES[level].goal_dim), dtype=np.float32)
         with torch.no_grad():
-            unit = lv.actor(torch.from_numpy(policy.obs_norm(obs)),
-                            torch.from_numpy(policy.goal_norms[level](goal))).numpy()
+            unit = lv.actor(torch.from_numpy(learner.obs_norm(obs)),
+                            torch.from_numpy(lv.goal_norm(goal))).numpy()
         expected = SPACES[level].unscale_action(unit)
         np.testing.assert_allclose(policy.act(level, obs, goal), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(policy.act(level, obs[0], goal[0]), expected[0], rtol=1e-5,

@@ -44,7 +44,7 @@ class LevelSpace:
         return (self.act_high - self.act_low) / 2
 
     @cached_property
-    def act_box64(self) -> tuple[np.ndarray, np.ndarray]:
+    def uniform_low_span(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high - low) in float64: the arithmetic of ``Generator.uniform(low, high)``."""
         low = self.act_low.astype(np.float64)
         return low, self.act_high.astype(np.float64) - low

@@ -1,7 +1,8 @@
 """Goal-conditioned actor and critic MLPs, and a numpy forward pass for rollout workers.
 
-Workers never see torch: the learner exports each actor as a dict of float32 arrays and
-:func:`actor_forward` evaluates it (a batch-of-one numpy MLP is faster than torch's dispatch).
+Workers never see torch: the learner exports each actor as a dict of float32 arrays, the
+policy lays each out once per weight version (:func:`actor_layers`) and :func:`actor_forward`
+evaluates it (a numpy MLP on a few rows is faster than torch's dispatch).
 """
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
     if rng.random() < agent.random_eps:
         # rng.uniform(act_low, act_high): the same draws and arithmetic, without its
         # broadcasting machinery (18 us of a step's ~1 ms)
-        low, span = space.act_box64
+        low, span = space.uniform_low_span
         return (low + span * rng.random(space.act_dim)).astype(np.float32)
     noisy = action + agent.noise_std * space.act_half * rng.standard_normal(space.act_dim)
     return np.minimum(np.maximum(noisy, space.act_low), space.act_high).astype(np.float32)

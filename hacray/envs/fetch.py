@@ -65,16 +65,18 @@ class FetchEnv:
             max_episode_steps=self.env.spec.max_episode_steps,
             goal_threshold=float(getattr(self.env.unwrapped, "distance_threshold", 0.05)),
             default_subgoal=DEFAULT_SUBGOALS.get(family, ([], [], [])))
+        # reset and step skip the env's render call, which only a "human" render mode makes
+        assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"
         self.sim = _FetchSim(self.env.unwrapped)
-        self._gym = gym
         self.elapsed = 0
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """gymnasium-robotics' ``reset(seed=seed)`` minus the wrappers, and with the first
         observation from the cached addresses (its own ``_get_obs`` looks up every robot joint
         by name: two thirds of a reset's time)."""
+        from gymnasium import Env
         env = self.env.unwrapped
-        self._gym.Env.reset(env, seed=int(seed))  # seeds env.np_random, as the env's reset does
+        Env.reset(env, seed=int(seed))  # seeds env.np_random, as the env's reset does
         while not env._reset_sim():  # redraws until the initial state is valid
             pass
         env.goal = env._sample_goal().copy()
@@ -99,10 +101,11 @@ ROTATION_DELTA = np.array([1.0, 0.0, 1.0, 0.0])  # the env's fixed "rotation" in
 class _FetchSim:
     """The per-step part of gymnasium-robotics' MujocoFetchEnv with its look-ups done once.
 
-    Physics is the env's own ``_mujoco_step``; the action (``_set_action``: position actuators
-    and mocap weld), the step callback (a blocked gripper's fingers held at 0) and the
-    observation (``generate_mujoco_observations`` + ``_get_obs``) repeat the env's code
-    operation for operation, so that float rounding is the same, from cached ids and addresses.
+    Physics is the env's own ``_mujoco_step`` (one ``mj_step`` call of ``n_substeps`` steps);
+    the action (``_set_action``: position actuators and mocap weld), the step callback (a
+    blocked gripper's fingers held at 0) and the observation (``generate_mujoco_observations``
+    + ``_get_obs``) repeat the env's code operation for operation, so that float rounding is the
+    same, from cached ids and addresses.
     """
 
     def __init__(self, env):
