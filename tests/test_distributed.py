@@ -1,4 +1,4 @@
-"""The distributed runner on a local Ray of 2 CPUs (Ray tier, about a minute and a half)."""
+"""The distributed runner on a local Ray of 2 CPUs (Ray tier, about two minutes)."""
 import json
 import threading
 import time
@@ -32,7 +32,10 @@ def records(run_dir):
 
 
 def test_two_workers_learn_the_tiny_env(tmp_path, local_ray):
-    config = load_config(POINT_MASS, FAST)
+    # 14 evaluations rather than the config's 10: on a quiet 2-core machine, 5 runs of 10
+    # peaked at 0.85-1.0 (the 0.85 failed a CI check); 4 runs of 14 peaked at 0.95-1.0 and
+    # ended at 0.8-1.0
+    config = load_config(POINT_MASS, (*FAST, "train.max_env_steps=12600"))
     run_dir = tmp_path / "run"
     last = train_distributed(config, run_dir)
     saved = records(run_dir)
