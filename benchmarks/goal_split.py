@@ -38,10 +38,10 @@ def split(target: Path, episodes: int) -> dict:
     rng = seeding.rng(config.train.seed, "eval")  # unused without exploration
     in_air, success = [], []
     for seed in seeding.eval_env_seeds(config.train.seed, episodes):
-        _, _, goal = env.reset(seed)  # the episode below resets to the same goal
+        episode = run_episode(env, policy, config.agent, seed, rng, explore=False)
+        goal = episode.segments[-1][0].goal  # the top level pursues the env's goal
         in_air.append(bool(goal[2] > table_z + ABOVE_TABLE_M))
-        success.append(run_episode(env, policy, config.agent, seed, rng, explore=False
-                                   ).stats.success)
+        success.append(episode.stats.success)
     env.close()
     air, ok = np.array(in_air), np.array(success)
     rate = lambda mask: round(float(ok[mask].mean()), 3) if mask.any() else None

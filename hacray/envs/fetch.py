@@ -17,6 +17,7 @@ import io
 import mujoco
 import numpy as np
 
+from hacray.algo.relabel import distance_reached
 from hacray.config import ConfigError, EnvConfig
 from hacray.envs import EnvSpec, resolve_spec
 
@@ -125,6 +126,7 @@ class _FetchSim:
         self.block_gripper = bool(env.block_gripper)
         self.dt = env.n_substeps * model.opt.timestep
         self.low, self.high = env.action_space.low, env.action_space.high
+        self.reached = distance_reached(env.distance_threshold)  # the env's _is_success
         self.jacp, self.jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
         (weld,) = np.flatnonzero(model.eq_type == mujoco.mjtEq.mjEQ_WELD)  # Fetch has one
         mocap_body, body = model.eq_obj1id[weld], model.eq_obj2id[weld]
@@ -146,8 +148,7 @@ class _FetchSim:
             self.qpos[self.finger_qpos] = 0.0
             self._positions()
         obs, achieved = self.observe()
-        d = achieved - self.env.goal  # np.linalg.norm(d, axis=-1)'s arithmetic, without checks
-        success = bool(np.sqrt(np.add.reduce(d * d, axis=-1)) < self.env.distance_threshold)
+        success = bool(self.reached(achieved, self.env.goal))
         return obs, achieved.astype(np.float32), success
 
     def _positions(self) -> None:
