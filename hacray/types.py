@@ -64,6 +64,8 @@ class EpisodeStats(NamedTuple):
     subgoal_reach: tuple[float, ...]
     subgoal_spread: tuple[float, ...]
     subgoal_tests_failed: float
+    goal_kind: str = ""
+    """Where the env's goal lay, for tasks that tell (``"air"``/``"table"``), else ``""``."""
 
 
 class Episode(NamedTuple):

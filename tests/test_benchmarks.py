@@ -51,45 +51,6 @@ def test_throughput_in_process_takes_the_three_loops_in_turns(capsys):
     raw, env, rollout = (report[f"{k}_per_s"] for k in (
         "raw_mujoco_env_steps", "env_step_env_steps", "in_process_rollout_env_steps"))
     assert min(raw, env, rollout) > 0 and report["rounds"] == 2
-    assert report["rollouts_over_raw"] == pytest.approx(rollout / raw, abs=1e-3)
-    assert report["env_step_over_raw"] == pytest.approx(env / raw, abs=1e-3)
-
-
-def goal_split():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import goal_split as bench
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return bench
-
-
-@pytest.mark.mujoco
-def test_goal_split_counts_table_and_air_goals_of_a_pick_and_place_run(tmp_path, capsys):
-    from hacray.cli import main
-    run_dir = tmp_path / "run"
-    assert main(["train", str(ROOT / "configs" / "fetch_pick_and_place_l1.yaml"), "--run-dir",
-                 str(run_dir), "--max-env-steps", "100", "--set", "train.eval_every=100",
-                 "--set", "train.eval_episodes=1", "--set", "train.tensorboard=false",
-                 "--set", "train.video_every=0"]) == 0
-    capsys.readouterr()
-    assert goal_split().main([str(run_dir), "--episodes", "12"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["table_goals"] + report["air_goals"] == report["episodes"] == 12
-    assert report["table_goals"] > 0 and report["air_goals"] > 0  # half in the air, by design
-    assert report["env_steps_trained"] >= 100
-    for key in ("success", "table_success", "air_success"):
-        assert 0.0 <= report[key] <= 1.0
-
-
-def test_goal_split_of_a_task_without_a_table_is_one_line(tmp_path, capsys):
-    from hacray.cli import main
-    run_dir = tmp_path / "run"
-    assert main(["train", str(POINT_MASS), "--run-dir", str(run_dir), "--max-env-steps", "60",
-                 "--set", "train.eval_every=60", "--set", "train.eval_episodes=1",
-                 "--set", "train.tensorboard=false"]) == 0
-    capsys.readouterr()
-    assert goal_split().main([str(run_dir)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["benchmarks/goal_split.py: PointMass-v0 has no object on a table: the split "
-                   "needs FetchPickAndPlace (or Push/Slide)"]
+    # the ratios come from the unrounded rates; the rates are printed to 0.1 env steps/s
+    assert report["rollouts_over_raw"] == pytest.approx(rollout / raw, rel=1e-2)
+    assert report["env_step_over_raw"] == pytest.approx(env / raw, rel=1e-2)

@@ -98,6 +98,45 @@ def test_adapter_contract_and_subgoal_space(task):
     env.close()
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_only_pick_and_place_tells_table_goals_from_air_goals(task):
+    from hacray.envs import goal_kind
+    env = make_env(EnvConfig(id=task))
+    if task != "FetchPickAndPlace-v4":
+        assert env.spec.air_goal_z is None  # Push and Slide goals lie on the table; Reach has no object
+        assert {goal_kind(env.spec, env.reset(seed)[2]) for seed in range(5)} == {""}
+        return
+    kinds = []
+    for seed in range(40):
+        _, achieved, goal = env.reset(seed)
+        kinds.append(goal_kind(env.spec, goal))
+        if kinds[-1] == "table":  # on the table: at the height the object rests at
+            assert goal[2] == pytest.approx(achieved[2], abs=1e-5)
+        else:
+            assert goal[2] > achieved[2] + 1e-4
+    assert 10 <= kinds.count("air") <= 30 and kinds.count("table") + kinds.count("air") == 40
+    env.close()
+
+
+def test_pick_and_place_run_and_evaluation_split_success_by_goal_kind(tmp_path, configs_dir,
+                                                                      capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", str(configs_dir / "fetch_pick_and_place_l1.yaml"), "--run-dir",
+                 str(run_dir), "--max-env-steps", "100", "--set", "train.eval_every=100",
+                 "--set", "train.eval_episodes=6", "--set", "train.tensorboard=false",
+                 "--set", "train.video_every=0"]) == 0
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    told = {k: v for k, v in record.items() if k.startswith("eval/episodes_")}
+    assert sum(told.values()) == 6 and set(told) <= {"eval/episodes_table", "eval/episodes_air"}
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--episodes", "12", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["eval/episodes_table"] + report["eval/episodes_air"] == 12
+    assert report["eval/episodes_table"] > 0 and report["eval/episodes_air"] > 0
+    for kind in ("table", "air"):
+        assert 0.0 <= report[f"eval/success_rate_{kind}"] <= 1.0
+
+
 def test_same_seed_same_reset():
     a, b = make_env(EnvConfig(id="FetchPush-v4")), make_env(EnvConfig(id="FetchPush-v4"))
     assert all(np.array_equal(x, y) for x, y in zip(a.reset(11), b.reset(11)))

@@ -81,8 +81,9 @@ def test_side_by_side_episodes_equal_one_at_a_time(levels, horizons):
         alone = run_episode(envs[0], policy, config.agent, seed, np.random.default_rng(seed),
                             explore=True)
         # a batched matrix product may round differently in the last bit; NaN == NaN here
-        flat = lambda stats: np.hstack([np.asarray(v, float).ravel() for v in stats])
+        flat = lambda stats: np.hstack([np.asarray(v, float).ravel() for v in stats[:-1]])
         np.testing.assert_allclose(flat(episode.stats), flat(alone.stats), rtol=1e-6)
+        assert episode.stats.goal_kind == alone.stats.goal_kind  # the last field, a name
         for level_together, level_alone in zip(episode.segments, alone.segments):
             assert len(level_together) == len(level_alone)
             for a, b in zip(level_together, level_alone):
@@ -111,3 +112,36 @@ def test_exploration_draws_are_generator_uniforms_and_noise_stays_in_the_box(low
     for _ in range(200):
         action = _explore(high, space, AgentConfig(random_eps=0.0, noise_std=3.0), ours)
         assert action.dtype == np.float32 and np.all((low <= action) & (action <= high))
+
+
+@pytest.mark.parametrize("air_goal_z,z,kind", [
+    (None, 0.9, ""),      # a task without air goals tells no kinds
+    (0.4, 0.3999, "table"),
+    (0.4, 0.4, "table"),  # at the threshold: still the table
+    (0.4, 0.4001, "air"),
+])
+def test_goal_kind_splits_goals_at_the_air_height(air_goal_z, z, kind):
+    from dataclasses import replace
+
+    from hacray.envs import goal_kind
+    spec = replace(make_env(load_config(None, ("env.id=PointMass-v0",)).env).spec,
+                   air_goal_z=air_goal_z)
+    assert goal_kind(spec, np.array([1.3, 0.7, z], np.float32)) == kind
+
+
+def test_summary_splits_success_by_goal_kind():
+    from hacray.runners.common import summarize
+    from hacray.types import EpisodeStats
+
+    def stats(success, kind):
+        return EpisodeStats(success=success, env_steps=50, episode_return=-10.0, degenerate=False,
+                            subgoal_reach=(float("nan"),), subgoal_spread=(float("nan"),),
+                            subgoal_tests_failed=0.0, goal_kind=kind)
+    split = summarize([stats(1.0, "table"), stats(1.0, "table"), stats(0.0, "table"),
+                       stats(1.0, "air"), stats(0.0, "air")], "eval")
+    assert split["eval/success_rate"] == 0.6
+    assert split["eval/success_rate_table"] == pytest.approx(2 / 3)
+    assert split["eval/success_rate_air"] == 0.5
+    assert (split["eval/episodes_table"], split["eval/episodes_air"]) == (3.0, 2.0)
+    plain = summarize([stats(1.0, ""), stats(0.0, "")], "train")  # kinds not told: no split
+    assert not [key for key in plain if "_table" in key or "_air" in key or "episodes_" in key]

@@ -17,7 +17,7 @@ from hacray.algo.networks import Layers, actor_forward, actor_layers
 from hacray.algo.normalizer import Normalizer
 from hacray.algo.relabel import distance_reached
 from hacray.config import AgentConfig, LearnerConfig
-from hacray.envs import GoalEnv
+from hacray.envs import GoalEnv, goal_kind
 from hacray.types import Episode, EpisodeStats, PolicyWeights, Segment
 
 StepHook = Callable[[np.ndarray, tuple[np.ndarray, ...]], None]
@@ -144,7 +144,8 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     stats = EpisodeStats(
         success=float(rec.success), env_steps=rec.env_steps, episode_return=rec.episode_return,
         degenerate=degenerate, subgoal_reach=reach, subgoal_spread=spread,
-        subgoal_tests_failed=rec.tests_failed / rec.tests if rec.tests else 0.0)
+        subgoal_tests_failed=rec.tests_failed / rec.tests if rec.tests else 0.0,
+        goal_kind=goal_kind(env.spec, goal))
     return Episode(segments=tuple(tuple(s) for s in rec.segments), stats=stats,
                    policy_version=policy.version, worker_id=worker_id)
 

@@ -28,6 +28,9 @@ class EnvSpec:
     subgoal_low: np.ndarray
     subgoal_high: np.ndarray
     subgoal_threshold: float
+    air_goal_z: float | None = None
+    """Goals higher than this (z, the goal's third coordinate) lie in the air: set for tasks
+    that draw some goals above the table (FetchPickAndPlace), where lifting is the hard part."""
 
 
 class GoalEnv(Protocol):
@@ -51,7 +54,8 @@ def make_env(config: EnvConfig) -> GoalEnv:
 
 def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, action_dim: int,
                  max_episode_steps: int, goal_threshold: float,
-                 default_subgoal: tuple[list[int], list[float], list[float]]) -> EnvSpec:
+                 default_subgoal: tuple[list[int], list[float], list[float]],
+                 air_goal_z: float | None = None) -> EnvSpec:
     """Fill the task's defaults into whatever the config leaves unset, and check the result."""
     indices, low, high = default_subgoal
     if config.subgoal_indices is not None:
@@ -65,4 +69,12 @@ def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, act
         goal_threshold=threshold, subgoal_indices=tuple(indices),
         subgoal_low=np.asarray(low, np.float32), subgoal_high=np.asarray(high, np.float32),
         subgoal_threshold=(config.subgoal_threshold if config.subgoal_threshold is not None
-                           else threshold))
+                           else threshold),
+        air_goal_z=air_goal_z)
+
+
+def goal_kind(spec: EnvSpec, goal: np.ndarray) -> str:
+    """``"air"`` or ``"table"`` for a task that draws goals in the air, else ``""``."""
+    if spec.air_goal_z is None:
+        return ""
+    return "air" if goal[2] > spec.air_goal_z else "table"

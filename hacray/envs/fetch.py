@@ -40,6 +40,18 @@ def _gym():
     return gym
 
 
+AIR_MARGIN_M = 1e-4
+"""A table goal lies at the object's resting height; an air goal is drawn above it."""
+
+
+def _air_goal_z(env) -> float | None:
+    """The height above which an object task's goals lie in the air; None for tasks that draw
+    none there (Push, Slide) or have no object (Reach)."""
+    if getattr(env, "has_object", False) and getattr(env, "target_in_the_air", False):
+        return float(env.height_offset) + AIR_MARGIN_M
+    return None
+
+
 class FetchEnv:
     """One gymnasium Fetch env; observations and goals come back as float32."""
 
@@ -65,7 +77,8 @@ class FetchEnv:
             goal_dim=space["desired_goal"].shape[0], action_dim=self.env.action_space.shape[0],
             max_episode_steps=self.env.spec.max_episode_steps,
             goal_threshold=float(getattr(self.env.unwrapped, "distance_threshold", 0.05)),
-            default_subgoal=DEFAULT_SUBGOALS.get(family, ([], [], [])))
+            default_subgoal=DEFAULT_SUBGOALS.get(family, ([], [], [])),
+            air_goal_z=_air_goal_z(self.env.unwrapped))
         # reset and step skip the env's render call, which only a "human" render mode makes
         assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"
         self.sim = _FetchSim(self.env.unwrapped)

@@ -57,7 +57,8 @@ class Blueprint:
 
 
 def summarize(stats: Sequence[EpisodeStats], prefix: str) -> dict[str, float]:
-    """Means over episodes: success, return, degenerate fraction, per-level subgoal behaviour."""
+    """Means over episodes: success, return, degenerate fraction, per-level subgoal behaviour,
+    and success by kind of goal where the env tells kinds apart (PickAndPlace: table, air)."""
     if not stats:
         return {}
     out = {f"{prefix}/success_rate": float(np.mean([s.success for s in stats])),
@@ -72,6 +73,10 @@ def summarize(stats: Sequence[EpisodeStats], prefix: str) -> dict[str, float]:
     if levels > 1:
         out[f"{prefix}/subgoal_tests_failed"] = float(
             np.mean([s.subgoal_tests_failed for s in stats]))
+    for kind in sorted({s.goal_kind for s in stats} - {""}):  # e.g. table vs air goals
+        of_kind = [s.success for s in stats if s.goal_kind == kind]
+        out[f"{prefix}/success_rate_{kind}"] = float(np.mean(of_kind))
+        out[f"{prefix}/episodes_{kind}"] = float(len(of_kind))
     return out
 
 
