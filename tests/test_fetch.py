@@ -103,7 +103,8 @@ def test_only_pick_and_place_tells_table_goals_from_air_goals(task):
     from hacray.envs import goal_kind
     env = make_env(EnvConfig(id=task))
     if task != "FetchPickAndPlace-v4":
-        assert env.spec.air_goal_z is None  # Push and Slide goals lie on the table; Reach has no object
+        # Push and Slide goals lie on the table; Reach has no object
+        assert env.spec.air_goal_z is None
         assert {goal_kind(env.spec, env.reset(seed)[2]) for seed in range(5)} == {""}
         return
     kinds = []
