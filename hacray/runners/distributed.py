@@ -76,7 +76,21 @@ def train_distributed(config: Config, run_dir: Path, resume: bool = False,
     finally:
         trainer.close()
         if started:
-            ray.shutdown()
+            shutdown_local_ray()
+
+
+def shutdown_local_ray(grace_s: float = 3.0) -> None:
+    """Stop the Ray this process started, and wait for its processes: a worker notices its
+    raylet is gone on its own, seconds later under load; after ``grace_s`` it is killed."""
+    import psutil  # shipped with ray[default]
+    processes = psutil.Process().children(recursive=True)
+    ray.shutdown()
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def init_ray(address: Optional[str], include_dashboard: Optional[bool] = None) -> bool:
