@@ -165,7 +165,6 @@ def run_trials(trials: Sequence[TrialSpec], out: Path, trial_cpus: float = 1.0,
                address: Optional[str] = None) -> list[str]:
     """Run every trial through Ray Tune (as many at once as the CPUs allow); returns the names
     of the trials that failed. Tune keeps its own files under ``out/_tune``."""
-    import ray
     # Tune's newer console output prints an experiment banner even at verbose=0; the older
     # one is silent there. Set before Tune reads it, in fit().
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
