@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+# numpy's BLAS on one thread in this process, as in a rollout worker actor (Ray sets its
+# OMP_NUM_THREADS to its 1 CPU): with 8 rows or more OpenBLAS otherwise splits the actor's
+# matrix products over both cores, ~3x slower when the other core is busy
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before anything loads numpy
+
 import mujoco
 import numpy as np
 import ray

@@ -41,3 +41,20 @@ def test_constant_input_uses_the_std_floor():
     norm.update(np.ones((10, 1)))
     assert norm.std[0] == np.float32(0.01)
     assert norm(np.array([1.0]))[0] == 0.0
+
+
+def test_joined_normaliser_equals_its_parts_side_by_side_bit_for_bit():
+    """The rollout normalises (obs, goal) in one pass: the same float32 numbers as normalising
+    each and concatenating, for single rows, batches, and values beyond both clips."""
+    rng = np.random.default_rng(3)
+    obs_norm, goal_norm = Normalizer(5, obs_clip=50.0), Normalizer(3, obs_clip=50.0)
+    obs_norm.update(rng.normal(2.0, 4.0, size=(300, 5)))
+    goal_norm.update(rng.normal(-1.0, 0.1, size=(300, 3)))
+    joined = Normalizer.joined(obs_norm, goal_norm)
+    obs = rng.normal(2.0, 40.0, size=(64, 5)).astype(np.float32)  # some past the clips
+    goal = rng.normal(-1.0, 1.0, size=(64, 3)).astype(np.float32)
+    parts = np.concatenate([obs_norm(obs), goal_norm(goal)], axis=-1)
+    assert np.abs(parts).max() == 5.0 and np.abs(np.clip(obs, -50, 50) - obs).max() > 0
+    np.testing.assert_array_equal(joined(np.concatenate([obs, goal], axis=-1)), parts)
+    np.testing.assert_array_equal(joined(np.concatenate([obs[0], goal[0]])), parts[0])
+    assert joined(np.concatenate([obs, goal], axis=-1)).dtype == np.float32

@@ -86,6 +86,17 @@ class Normalizer:
             mean, std = mean_std(stats, self.eps)
             self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
 
+    @classmethod
+    def joined(cls, *norms: Normalizer) -> Normalizer:
+        """A normaliser of the concatenated inputs of ``norms`` (their means and stds side by
+        side; all share one set of clips): the concatenation of their outputs, in one pass.
+        For applying only: its own statistics stay empty."""
+        first = norms[0]
+        joined = cls(sum(n.dim for n in norms), first.eps, first.norm_clip, first.obs_clip)
+        joined.mean = np.concatenate([n.mean for n in norms])
+        joined.std = np.concatenate([n.std for n in norms])
+        return joined
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         # np.clip's arithmetic as two ufuncs: its Python wrapper costs more than the maths on
         # a rollout's single rows

@@ -47,6 +47,7 @@ class Policy:
         self.goal_norms = [Normalizer(s.goal_dim, *norm) for s in spaces]
         self.weights: PolicyWeights | None = None
         self.layers: list[Layers] = []
+        self.input_norms: list[Normalizer] = []  # per level: (obs, goal) normalised at once
 
     @property
     def version(self) -> int:
@@ -58,12 +59,13 @@ class Policy:
         self.obs_norm.set_stats(weights.obs_stats)
         for norm, stats in zip(self.goal_norms, weights.goal_stats):
             norm.set_stats(stats)
+        self.input_norms = [Normalizer.joined(self.obs_norm, norm) for norm in self.goal_norms]
 
     def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """The level's deterministic action in env units (random-init weights before training).
         ``obs`` (obs_dim,) and ``goal`` (goal_dim,), or a batch of rows of each."""
         assert self.weights is not None, "Policy.set_weights must be called before acting"
-        inputs = np.concatenate([self.obs_norm(obs), self.goal_norms[level](goal)], axis=-1)
+        inputs = self.input_norms[level](np.concatenate([obs, goal], axis=-1))
         unit = actor_forward(self.layers[level], np.atleast_2d(inputs))
         action = self.spaces[level].unscale_action(unit).astype(np.float32)
         return action if inputs.ndim == 2 else action[0]
@@ -105,14 +107,22 @@ def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
 
 def run_episodes(episodes: Sequence[Play], policy: Policy) -> list[Episode]:
     """Play episodes side by side (one env each): every round, the pending requests of each
-    level are answered by one batched policy call. Returns the Episodes in the given order."""
+    level are answered by one batched policy call. Returns the Episodes in the given order.
+
+    A round goes from the top level down, so that an episode given a subgoal asks its level-0
+    action in the same round's level-0 call: every episode steps its env once per round, and a
+    round makes at most one call per level."""
     pending = {i: next(episode) for i, episode in enumerate(episodes)}
     finished: dict[int, Episode] = {}
+    top = len(policy.spaces) - 1
     while pending:
-        for level in sorted({request.level for request in pending.values()}):
+        for level in range(top, -1, -1):
             asking = [i for i, request in pending.items() if request.level == level]
-            actions = policy.act(level, np.stack([pending[i].obs for i in asking]),
-                                 np.stack([pending[i].goal for i in asking]))
+            if not asking:
+                continue
+            # np.array of equal-shaped rows is np.stack's result at a third of its cost
+            actions = policy.act(level, np.array([pending[i].obs for i in asking]),
+                                 np.array([pending[i].goal for i in asking]))
             for i, action in zip(asking, actions):
                 try:
                     pending[i] = episodes[i].send(action)
@@ -207,9 +217,9 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         if rec.done or (goal_hit and level < len(policy.spaces) - 1):
             break
     rec.segments[level].append(Segment(
-        level=level, obs=np.stack(obs_rows), achieved=np.stack(ach_rows),
-        goal=np.asarray(goal, np.float32), actions=np.stack(actions),
-        hindsight_actions=np.stack(hindsight).astype(np.float32),
+        level=level, obs=np.array(obs_rows), achieved=np.array(ach_rows),
+        goal=np.asarray(goal, np.float32), actions=np.array(actions),
+        hindsight_actions=np.array(hindsight, np.float32),
         tested=np.asarray(tested, bool), missed=np.asarray(missed, bool)))
     return goal_hit
 
