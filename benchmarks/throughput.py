@@ -3,7 +3,10 @@
 (a) sampler efficiency: env steps/s of N rollout worker actors (learner idle, replay actor
     ingesting) / (N x the raw single-core MuJoCo rate of the task: a bare ``mujoco.mj_step``
     loop, ``n_substeps`` calls per env step, on the env's own model and data, from the states
-    that rollouts visit).
+    that rollouts visit). The two take turns: the workers put 4 rounds of episodes each into
+    replay (``RolloutWorker.collect``, timed from the driver, so Ray's calls and the inserts
+    count), then this process runs the single-core loops for ``--slice`` s each; a shared
+    machine's drifting load then falls on both sides alike.
 (b) learner efficiency: updates/s of the learner actor fed by the replay actor / updates/s of
     ``Learner.update`` in this process on pre-sampled batches of the same size, both with
     ``--level-threads`` level threads (default 1).
@@ -47,6 +50,9 @@ from hacray.runners.distributed import DistributedTrainer
 from hacray.types import Episode
 
 WARMUP_S = 5.0
+WORKER_ROUNDS = 4
+"""Rounds of episodes per worker turn: a round's insert overlaps the next round's acting, as
+in a training run, and only the last one's wait is a turn's own."""
 WIDE_OPEN = "1000000000000.0"  # a rate-limiter tolerance that never binds
 
 
@@ -139,16 +145,33 @@ class RolloutLoop:
             env.close()
 
 
-def interleaved(config: Config, rounds: int, slice_s: float
-                ) -> tuple[dict[str, float], list[Episode]]:
-    """The three single-core loops in turns of ``slice_s`` for ``rounds`` rounds: each rate is
-    summed over its slices, so that a shared machine's drifting load falls on all three alike
-    (whole-phase rates, one after another, moved by up to 15% within one run)."""
-    loops = {"raw_mujoco_env_steps": RawLoop(config), "env_step_env_steps": EnvLoop(config),
-             "in_process_rollout_env_steps": RolloutLoop(config)}
+def single_core_loops(config: Config) -> dict[str, Any]:
+    """Raw MuJoCo, the env's step and the rollout loop, by the name of their rates."""
+    return {"raw_mujoco_env_steps": RawLoop(config), "env_step_env_steps": EnvLoop(config),
+            "in_process_rollout_env_steps": RolloutLoop(config)}
+
+
+def in_turns(config: Config, rounds: int, slice_s: float,
+             trainer: Optional[DistributedTrainer] = None
+             ) -> tuple[dict[str, float], list[Episode]]:
+    """The three single-core loops in turns of ``slice_s`` for ``rounds`` rounds, each rate
+    summed over its slices, so that a shared machine's drifting load falls on all alike
+    (whole-phase rates, one after another, moved by up to 15-31% within one run).
+
+    With ``trainer`` each round starts with WORKER_ROUNDS rounds of episodes in every rollout
+    worker at once (``collect``, learner idle), timed from here: ``workers_env_steps``. One
+    extra turn goes first, untimed: it starts the workers' envs and fetches the weights."""
+    loops = single_core_loops(config)
     totals = {name: [0, 0.0] for name in loops}
     try:
+        if trainer is not None:
+            totals["workers_env_steps"] = [0, 0.0]
+            _collect_round(config, trainer)
         for _ in range(rounds):
+            if trainer is not None:
+                steps, elapsed = _collect_round(config, trainer)
+                totals["workers_env_steps"][0] += steps
+                totals["workers_env_steps"][1] += elapsed
             for name, loop in loops.items():
                 steps, elapsed = loop.run(slice_s)
                 totals[name][0] += steps
@@ -158,6 +181,18 @@ def interleaved(config: Config, rounds: int, slice_s: float
             loop.close()
     rates = {name: steps / elapsed for name, (steps, elapsed) in totals.items()}
     return rates, loops["in_process_rollout_env_steps"].episodes
+
+
+def _collect_round(config: Config, trainer: DistributedTrainer) -> tuple[int, float]:
+    """(env steps replay received, seconds) of WORKER_ROUNDS rounds of episodes in every
+    worker at once."""
+    env_steps = lambda: ray.get(trainer.replay.status.remote()).env_steps
+    first, start = env_steps(), time.perf_counter()
+    episodes = WORKER_ROUNDS * config.distributed.envs_per_worker
+    ray.get([worker.collect.remote(episodes) for worker in trainer.workers],
+            timeout=config.distributed.timeout_s)
+    elapsed = time.perf_counter() - start
+    return env_steps() - first, elapsed
 
 
 def updates_in_process(config: Config, episodes: list[Episode], seconds: float) -> float:
@@ -178,9 +213,11 @@ def updates_in_process(config: Config, episodes: list[Episode], seconds: float) 
     return updates / (time.perf_counter() - start)
 
 
-def actor_rates(config: Config, seconds: float) -> tuple[float, float]:
-    """(env steps/s of the rollout workers with the learner idle, updates/s of the learner
-    actor on what they collected), with the actors train_distributed starts."""
+def actor_rates(config: Config, seconds: float, rounds: int, slice_s: float
+                ) -> tuple[dict[str, float], float]:
+    """(env steps/s of the rollout workers with the learner idle and of the single-core loops,
+    in turns; updates/s of the learner actor on what the workers collected), with the actors
+    train_distributed starts."""
     env = make_env(config.env)
     spec = env.spec
     env.close()
@@ -188,10 +225,8 @@ def actor_rates(config: Config, seconds: float) -> tuple[float, float]:
         trainer = DistributedTrainer(config, spec, Path(run_dir), None, progress=False)
         try:
             trainer.start()
-            acting = [worker.run.remote() for worker in trainer.workers]
-            sampling = _rate(lambda: ray.get(trainer.replay.status.remote()).env_steps, seconds)
+            sampling, _ = in_turns(config, rounds, slice_s, trainer)
             ray.get(trainer.replay.close.remote())
-            ray.get(acting, timeout=config.distributed.timeout_s)
             learning = trainer.learner.run.remote()
             updating = _rate(lambda: ray.get(trainer.learner.snapshot.remote()).updates, seconds)
             ray.get(trainer.learner.stop.remote())
@@ -212,11 +247,12 @@ def _rate(read_counter: Any, seconds: float) -> float:
     return (read_counter() - first) / (time.perf_counter() - start)
 
 
-def baselines(config: Config, seconds: float) -> dict[str, float]:
-    """The single-core rates in this process, ~``seconds`` each: raw MuJoCo, the env's step and
-    rollouts (policy and HAC bookkeeping on top) in turns, then Learner.update."""
-    rates, episodes = interleaved(config, rounds=max(1, round(seconds / 0.3)), slice_s=0.3)
-    return {**rates, "in_process_updates": updates_in_process(config, episodes, seconds)}
+def learner_baseline(config: Config, seconds: float) -> float:
+    """Updates/s of Learner.update in this process, on episodes of ~2 s of in-process rollouts."""
+    loop = RolloutLoop(config)
+    loop.run(2.0)
+    loop.close()
+    return updates_in_process(config, loop.episodes, seconds)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -224,7 +260,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--task", default="FetchReach-v4", help="gymnasium-robotics env id")
     parser.add_argument("--config", help="YAML config (default: the built-in defaults)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=30.0, help="per measured actor phase")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="the learner actor's measured phase")
     parser.add_argument("--worker-cpus", type=float, default=1.0)
     parser.add_argument("--envs-per-worker", type=int, default=1)
     parser.add_argument("--level-threads", type=int, default=1,
@@ -233,9 +270,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="only the single-core loops of one process (raw mj_step, the "
                              "env's step, the rollout loop), in turns; no Ray")
-    parser.add_argument("--rounds", type=int, default=40, help="turns of --in-process")
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="turns of the workers (a round of episodes each) and the "
+                             "single-core loops (or of the loops alone with --in-process)")
     parser.add_argument("--slice", type=float, default=0.3,
-                        help="seconds per loop per turn of --in-process")
+                        help="seconds per single-core loop per turn")
     args = parser.parse_args(argv)
     config = load_config(args.config, (
         f"env.id={args.task}", f"distributed.workers={args.workers}",
@@ -244,7 +283,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         f"replay.tolerance={WIDE_OPEN}", "train.tensorboard=false",
         f"learner.level_threads={args.level_threads}"))
     if args.in_process:
-        rates, _ = interleaved(config, args.rounds, args.slice)
+        rates, _ = in_turns(config, args.rounds, args.slice)
         raw, env, rollout = (rates[k] for k in ("raw_mujoco_env_steps", "env_step_env_steps",
                                                 "in_process_rollout_env_steps"))
         print(json.dumps({
@@ -254,34 +293,34 @@ def main(argv: Optional[list[str]] = None) -> None:
             "rollouts_over_env_step": round(rollout / env, 3),
             **{f"{k}_per_s": round(v, 1) for k, v in rates.items()}}))
         return
-    # baselines before and after the actors, averaged: the load of a shared machine drifts
-    baseline_s = max(5.0, args.seconds / 6)
-    before = baselines(config, baseline_s)
+    # the learner's baseline before and after its actor phase, averaged: the load drifts
+    baseline_s = max(1.0, args.seconds / 6)
+    before = learner_baseline(config, baseline_s)
     ray.init(include_dashboard=False, logging_level="warning")
     cpus = ray.cluster_resources().get("CPU", 0)
-    sampler, learner = actor_rates(config, args.seconds)
+    rates, learner = actor_rates(config, args.seconds, args.rounds, args.slice)
     ray.shutdown()
-    after = baselines(config, baseline_s)
-    base = {k: (before[k] + after[k]) / 2 for k in before}
+    after = learner_baseline(config, baseline_s)
+    updates = (before + after) / 2
+    sampler, raw, env, rollout = (rates[k] for k in (
+        "workers_env_steps", "raw_mujoco_env_steps", "env_step_env_steps",
+        "in_process_rollout_env_steps"))
     print(json.dumps({
         "task": args.task, "workers": args.workers, "envs_per_worker": args.envs_per_worker,
-        "seconds": args.seconds,
+        "rounds": args.rounds, "slice_s": args.slice, "seconds": args.seconds,
         "levels": config.agent.levels, "batch_size": config.learner.batch_size,
         "level_threads": args.level_threads,
         "ray_cpus": cpus, "os_cpus": os.cpu_count(),
-        "sampler_efficiency": round(sampler / (args.workers * base["raw_mujoco_env_steps"]), 3),
-        "learner_efficiency": round(learner / base["in_process_updates"], 3),
-        "workers_over_in_process_rollouts": round(
-            sampler / (args.workers * base["in_process_rollout_env_steps"]), 3),
+        "sampler_efficiency": round(sampler / (args.workers * raw), 3),
+        "learner_efficiency": round(learner / updates, 3),
+        "workers_over_in_process_rollouts": round(sampler / (args.workers * rollout), 3),
         # where the rest goes, one process: the env's own per-step work, then the rollout's
-        "env_step_over_raw": round(base["env_step_env_steps"] / base["raw_mujoco_env_steps"], 3),
-        "rollouts_over_env_step": round(
-            base["in_process_rollout_env_steps"] / base["env_step_env_steps"], 3),
-        "workers_env_steps_per_s": round(sampler, 1),
+        "env_step_over_raw": round(env / raw, 3),
+        "rollouts_over_env_step": round(rollout / env, 3),
+        **{f"{k}_per_s": round(v, 1) for k, v in rates.items()},
         "learner_actor_updates_per_s": round(learner, 1),
-        **{f"{k}_per_s": round(v, 1) for k, v in base.items()},
-        "baseline_after_over_before": {k: round(after[k] / before[k], 2) for k in before}}))
-
+        "in_process_updates_per_s": round(updates, 1),
+        "learner_baseline_after_over_before": round(after / before, 2)}))
 
 if __name__ == "__main__":
     main()
