@@ -54,3 +54,35 @@ def test_throughput_in_process_takes_the_three_loops_in_turns(capsys):
     # the ratios come from the unrounded rates; the rates are printed to 0.1 env steps/s
     assert report["rollouts_over_raw"] == pytest.approx(rollout / raw, rel=1e-2)
     assert report["env_step_over_raw"] == pytest.approx(env / raw, rel=1e-2)
+
+
+@pytest.mark.ray
+@pytest.mark.mujoco
+def test_throughput_on_ray_times_the_workers_in_turns_with_the_baselines(capsys):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import throughput as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    bench.main(["--task", "FetchReach-v4", "--workers", "1", "--envs-per-worker", "2",
+                "--rounds", "2", "--slice", "0.05", "--seconds", "1"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    workers, raw = report["workers_env_steps_per_s"], report["raw_mujoco_env_steps_per_s"]
+    assert workers > 0 and raw > 0 and report["learner_actor_updates_per_s"] > 0
+    assert report["sampler_efficiency"] == pytest.approx(workers / raw, rel=1e-2)
+    assert report["learner_efficiency"] == pytest.approx(
+        report["learner_actor_updates_per_s"] / report["in_process_updates_per_s"], rel=1e-2)
+
+def test_rollout_ab_plays_both_checkouts_in_turns(capsys):
+    """The A/B script loads a second checkout under another package name and reports both
+    rates (here this checkout against itself, on the point mass)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import rollout_ab as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    bench.main(["--old", str(ROOT), "--task", "PointMass-v0", "--envs", "2", "--rounds", "2"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["old_env_steps_per_s"] > 0 and report["new_env_steps_per_s"] > 0
+    assert report["new_over_old"] == pytest.approx(
+        report["new_env_steps_per_s"] / report["old_env_steps_per_s"], rel=1e-3)
