@@ -1,5 +1,6 @@
 """The benchmarks run and report what they measured (the learner on the point mass; the
 throughput loops on FetchReach, MuJoCo tier)."""
+import importlib
 import json
 import subprocess
 import sys
@@ -13,12 +14,17 @@ SCRIPT = ROOT / "benchmarks" / "learner.py"
 POINT_MASS = ROOT / "configs" / "point_mass.yaml"
 
 
-def test_learner_benchmark_reports_a_rate_per_thread_count(capsys):
+def _script(name: str):
+    """A benchmarks/ script, imported as a module."""
     sys.path.insert(0, str(SCRIPT.parent))
     try:
-        import learner as bench
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(SCRIPT.parent))
+
+
+def test_learner_benchmark_reports_a_rate_per_thread_count(capsys):
+    bench = _script("learner")
     bench.main([str(POINT_MASS), "--threads", "1", "2", "--seconds", "0.2", "--rounds", "2",
                 "--device", "cpu"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -40,11 +46,7 @@ def test_learner_benchmark_without_a_gpu_says_so_in_one_line():
 
 @pytest.mark.mujoco
 def test_throughput_in_process_takes_the_three_loops_in_turns(capsys):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import throughput as bench
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    bench = _script("throughput")
     bench.main(["--task", "FetchReach-v4", "--envs-per-worker", "2", "--in-process",
                 "--rounds", "2", "--slice", "0.05"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -59,11 +61,7 @@ def test_throughput_in_process_takes_the_three_loops_in_turns(capsys):
 @pytest.mark.ray
 @pytest.mark.mujoco
 def test_throughput_on_ray_times_the_workers_in_turns_with_the_baselines(capsys):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import throughput as bench
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    bench = _script("throughput")
     bench.main(["--task", "FetchReach-v4", "--workers", "1", "--envs-per-worker", "2",
                 "--rounds", "2", "--slice", "0.05", "--seconds", "1"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -76,11 +74,7 @@ def test_throughput_on_ray_times_the_workers_in_turns_with_the_baselines(capsys)
 def test_rollout_ab_plays_both_checkouts_in_turns(capsys):
     """The A/B script loads a second checkout under another package name and reports both
     rates (here this checkout against itself, on the point mass)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import rollout_ab as bench
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    bench = _script("rollout_ab")
     bench.main(["--old", str(ROOT), "--task", "PointMass-v0", "--envs", "2", "--rounds", "2"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["old_env_steps_per_s"] > 0 and report["new_env_steps_per_s"] > 0
