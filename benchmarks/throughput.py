@@ -271,7 +271,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="only the single-core loops of one process (raw mj_step, the "
                              "env's step, the rollout loop), in turns; no Ray")
     parser.add_argument("--rounds", type=int, default=40,
-                        help="turns of the workers (a round of episodes each) and the "
+                        help="turns of the workers (4 rounds of episodes each) and the "
                              "single-core loops (or of the loops alone with --in-process)")
     parser.add_argument("--slice", type=float, default=0.3,
                         help="seconds per single-core loop per turn")
@@ -321,6 +321,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "learner_actor_updates_per_s": round(learner, 1),
         "in_process_updates_per_s": round(updates, 1),
         "learner_baseline_after_over_before": round(after / before, 2)}))
+
 
 if __name__ == "__main__":
     main()

@@ -302,8 +302,9 @@ class RolloutWorker:
         With ``prefetch`` the answer is the one asked for when the previous round started (at
         most a round older than the learner's newest), so the learner's reply never holds up
         a round: waiting for it took ~6% of a worker's time on 2 cores."""
-        asked = self.asked or self.learner.latest.remote(self.policy.version)
-        newer = get(asked, self.timeout_s, "learner")
+        if self.asked is None:
+            self.asked = self.learner.latest.remote(self.policy.version)
+        newer = get(self.asked, self.timeout_s, "learner")
         if newer is not None:
             self.policy.set_weights(get(newer[0], self.timeout_s, "the weights' object"))
         self.asked = self.learner.latest.remote(self.policy.version) if self.prefetch else None
