@@ -46,7 +46,11 @@ def round_player(package: str, task: str, envs: int) -> Callable[[], tuple[int, 
     module = lambda name: importlib.import_module(f"{package}.{name}")
     seeding, rollout = module("seeding"), module("algo.rollout")
     config = module("config").load_config(None, (f"env.id={task}", "train.tensorboard=false"))
-    made = [module("envs").make_env(config.env) for _ in range(envs)]
+    envs_module = module("envs")
+    if hasattr(envs_module, "make_envs"):  # the envs a worker makes (one shared MuJoCo model)
+        made = envs_module.make_envs(config.env, envs)
+    else:
+        made = [envs_module.make_env(config.env) for _ in range(envs)]
     rngs = [seeding.rng(0, "env", 0, i) for i in range(envs)]
     blueprint = module("runners.common").Blueprint.of(config, made[0].spec)
     policy = blueprint.policy()

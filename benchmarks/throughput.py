@@ -44,7 +44,7 @@ import ray
 from hacray import seeding
 from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config, load_config
-from hacray.envs import make_env
+from hacray.envs import make_env, make_envs
 from hacray.runners.common import Blueprint
 from hacray.runners.distributed import DistributedTrainer
 from hacray.types import Episode
@@ -122,7 +122,7 @@ class RolloutLoop:
 
     def __init__(self, config: Config):
         self.config = config
-        self.envs = [make_env(config.env) for _ in range(config.distributed.envs_per_worker)]
+        self.envs = make_envs(config.env, config.distributed.envs_per_worker)  # as a worker's
         self.rngs = [seeding.rng(config.train.seed, "env", 0, i) for i in range(len(self.envs))]
         blueprint = Blueprint.of(config, self.envs[0].spec)
         self.policy = blueprint.policy()

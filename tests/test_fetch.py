@@ -6,7 +6,7 @@ import pytest
 
 from hacray.cli import main
 from hacray.config import EnvConfig
-from hacray.envs import make_env
+from hacray.envs import make_env, make_envs
 
 pytestmark = pytest.mark.mujoco
 TASKS = ["FetchReach-v4", "FetchPush-v4", "FetchPickAndPlace-v4", "FetchSlide-v4"]
@@ -136,6 +136,31 @@ def test_pick_and_place_run_and_evaluation_split_success_by_goal_kind(tmp_path, 
     assert report["eval/episodes_table"] > 0 and report["eval/episodes_air"] > 0
     for kind in ("table", "air"):
         assert 0.0 <= report[f"eval/success_rate_{kind}"] <= 1.0
+
+
+@pytest.mark.parametrize("task", ["FetchReach-v4", "FetchPickAndPlace-v4"])
+def test_envs_sharing_one_model_step_as_envs_with_their_own(task):
+    """make_envs' envs step on one compiled model, each from its own state: stepped in turn,
+    they return what separate envs return, bit for bit, and none moves another's state."""
+    shared, separate = make_envs(EnvConfig(id=task), 3), make_envs(EnvConfig(id=task), 1)
+    separate += [make_env(EnvConfig(id=task)) for _ in range(2)]
+    assert len({id(env.sim.model) for env in shared}) == 1
+    assert len({id(env.sim.data) for env in shared}) == 3
+    assert len({id(env.sim.model) for env in separate}) == 3
+    rng = np.random.default_rng(3)
+    for a, b, seed in zip(shared, separate, (5, 6, 7)):
+        assert all(np.array_equal(x, y) for x, y in zip(a.reset(seed), b.reset(seed)))
+    for _ in range(50):
+        actions = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
+        ours = [env.step(action) for env, action in zip(shared, actions)]
+        theirs = [env.step(action) for env, action in zip(separate, actions)]
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+            assert a[2:] == b[2:]
+    for a, b in zip(shared, separate):
+        np.testing.assert_array_equal(a.sim.data.qpos, b.sim.data.qpos)
+    assert not np.array_equal(shared[0].sim.data.qpos, shared[1].sim.data.qpos)
 
 
 def test_same_seed_same_reset():

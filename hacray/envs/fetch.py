@@ -53,9 +53,13 @@ def _air_goal_z(env) -> float | None:
 
 
 class FetchEnv:
-    """One gymnasium Fetch env; observations and goals come back as float32."""
+    """One gymnasium Fetch env; observations and goals come back as float32.
 
-    def __init__(self, config: EnvConfig):
+    ``model_of``: another FetchEnv of the same config, whose compiled model this one steps on
+    (with its own state), so that envs stepped in turn share the model's cache lines.
+    """
+
+    def __init__(self, config: EnvConfig, model_of: FetchEnv | None = None):
         gym = _gym()
         if config.id not in gym.registry:
             raise ConfigError(f"config: env.id {config.id!r} is not a registered gymnasium env")
@@ -81,8 +85,24 @@ class FetchEnv:
             air_goal_z=_air_goal_z(self.env.unwrapped))
         # reset and step skip the env's render call, which only a "human" render mode makes
         assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"
+        if model_of is not None:
+            assert model_of.spec.id == config.id, "model_of: another task's env"
+            self._adopt_model(model_of.env.unwrapped.model)
         self.sim = _FetchSim(self.env.unwrapped)
         self.elapsed = 0
+
+    def _adopt_model(self, model: mujoco.MjModel) -> None:
+        """Step on ``model`` (the same task's, compiled by another env) from this env's state.
+
+        MuJoCo only reads the model while stepping; the env's set-up writes it (the mocap weld's
+        ``eq_data``) with the same values in every env, and ``render`` (which moves the target
+        site) is never called: hacray.render draws goals as scene geoms.
+        """
+        env = self.env.unwrapped
+        data = mujoco.MjData(model)
+        mujoco.mj_copyData(data, model, env.data)  # the state its set-up left: initial pose
+        env.model, env.data = model, data
+        env.mujoco_renderer.model, env.mujoco_renderer.data = model, data
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """gymnasium-robotics' ``reset(seed=seed)`` minus the wrappers, and with the first

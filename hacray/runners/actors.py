@@ -25,7 +25,7 @@ from hacray.algo.learner import level_threads, normalizer_stats
 from hacray.algo.replay import RateLimiter
 from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config
-from hacray.envs import EnvSpec, make_env
+from hacray.envs import EnvSpec, make_env, make_envs
 from hacray.runners.common import Blueprint, evaluate, summarize
 from hacray.types import Episode, LearnerSnapshot, PolicyWeights, ReplayStatus, Sample, Turn
 
@@ -250,7 +250,7 @@ class RolloutWorker:
         # names, not handles: Ray restarts a crashed worker from its constructor arguments, and
         # handles among them would have to stay alive in the object store for that
         envs = range(config.distributed.envs_per_worker)
-        self.envs = [make_env(config.env) for _ in envs]
+        self.envs = make_envs(config.env, len(envs))
         self.rngs = [seeding.rng(config.train.seed, "env", worker_id, i) for i in envs]
         self.policy = Blueprint.of(config, self.envs[0].spec).policy()
         self.agent, self.worker_id = config.agent, worker_id
