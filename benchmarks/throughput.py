@@ -7,9 +7,10 @@
     replay (``RolloutWorker.collect``, timed from the driver, so Ray's calls and the inserts
     count), then this process runs the single-core loops for ``--slice`` s each; a shared
     machine's drifting load then falls on both sides alike.
-(b) learner efficiency: updates/s of the learner actor fed by the replay actor / updates/s of
-    ``Learner.update`` in this process on pre-sampled batches of the same size, both with
-    ``--level-threads`` level threads (default 1).
+(b) learner efficiency: updates/s of the learner actor fed by the replay actor (workers
+    stopped) / updates/s of ``Learner.update`` in this process on pre-sampled batches of the
+    same size, both with ``--level-threads`` level threads (default 1). They take 10 turns of
+    ``--seconds``/10 each, for the same reason.
 
 Prints one JSON line with both ratios and the raw rates. The rate limiter is opened wide
 (``replay.tolerance``) so that neither side waits for the other.
@@ -46,10 +47,11 @@ from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config, load_config
 from hacray.envs import make_env, make_envs
 from hacray.runners.common import Blueprint
-from hacray.runners.distributed import DistributedTrainer
+from hacray.runners.distributed import DistributedTrainer, init_ray
 from hacray.types import Episode
 
-WARMUP_S = 5.0
+LEARNER_TURNS = 10
+"""Turns of the learner actor and its in-process baseline, ``--seconds`` in all for each."""
 WORKER_ROUNDS = 4
 """Rounds of episodes per worker turn: a round's insert overlaps the next round's acting, as
 in a training run, and only the last one's wait is a turn's own."""
@@ -195,29 +197,62 @@ def _collect_round(config: Config, trainer: DistributedTrainer) -> tuple[int, fl
     return env_steps() - first, elapsed
 
 
-def updates_in_process(config: Config, episodes: list[Episode], seconds: float) -> float:
-    """Updates/s of Learner.update in this process on pre-sampled batches."""
-    env = make_env(config.env)
-    blueprint = Blueprint.of(config, env.spec)
-    env.close()
-    replay, learner = blueprint.replay(), blueprint.learner()
-    for episode in episodes:
-        replay.add_episode(episode)
-    learner.set_normalizer(*replay.normalizer_stats())
-    batches = [replay.sample(config.learner.batch_size) for _ in range(64)]
-    learner.update(batches[0])  # first-call allocations out of the timing
-    updates, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        learner.update(batches[updates % len(batches)])
-        updates += 1
-    return updates / (time.perf_counter() - start)
+class UpdateLoop:
+    """``Learner.update`` in this process on pre-sampled batches: the learner actor's
+    baseline. Its replay holds the episodes of ~2 s of in-process rollouts."""
+
+    def __init__(self, config: Config):
+        rollouts = RolloutLoop(config)
+        rollouts.run(2.0)
+        rollouts.close()
+        blueprint = Blueprint.of(config, rollouts.envs[0].spec)
+        replay, self.learner = blueprint.replay(), blueprint.learner()
+        for episode in rollouts.episodes:
+            replay.add_episode(episode)
+        self.learner.set_normalizer(*replay.normalizer_stats())
+        self.batches = [replay.sample(config.learner.batch_size) for _ in range(64)]
+        self.learner.update(self.batches[0])  # first-call allocations out of the timing
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """(updates, seconds) of updating for at least ``seconds``."""
+        updates, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.learner.update(self.batches[updates % len(self.batches)])
+            updates += 1
+        return updates, time.perf_counter() - start
+
+
+def learner_in_turns(config: Config, trainer: DistributedTrainer, seconds: float
+                     ) -> tuple[float, float]:
+    """(updates/s of the learner actor fed by the replay actor, updates/s of UpdateLoop), in
+    LEARNER_TURNS turns of ``seconds / LEARNER_TURNS`` each, after one untimed turn each.
+
+    The workers are stopped; the actor counts its own updates from the end of a turn's first
+    one (what sampling, Ray and the update cost in a running learner), this process's loop
+    waits while the actor runs and the actor waits while the loop runs."""
+    plain, slice_s = UpdateLoop(config), seconds / LEARNER_TURNS
+    totals = {"actor": [0, 0.0], "plain": [0, 0.0]}
+    for turn in range(LEARNER_TURNS + 1):
+        learning = trainer.learner.run.remote()
+        time.sleep(slice_s)
+        ray.get(trainer.learner.stop.remote())
+        sides = {"actor": ray.get(learning, timeout=config.distributed.timeout_s),
+                 "plain": plain.run(slice_s)}
+        for side, (updates, elapsed) in sides.items():
+            if turn > 0:
+                totals[side][0] += updates
+                totals[side][1] += elapsed
+    if min(updates for updates, _ in totals.values()) == 0:
+        raise SystemExit("benchmarks/throughput.py: the learner made no updates; "
+                         "give it more --seconds (or the workers more --rounds)")
+    return totals["actor"][0] / totals["actor"][1], totals["plain"][0] / totals["plain"][1]
 
 
 def actor_rates(config: Config, seconds: float, rounds: int, slice_s: float
-                ) -> tuple[dict[str, float], float]:
+                ) -> tuple[dict[str, float], tuple[float, float]]:
     """(env steps/s of the rollout workers with the learner idle and of the single-core loops,
-    in turns; updates/s of the learner actor on what the workers collected), with the actors
-    train_distributed starts."""
+    in turns; updates/s of the learner actor on what the workers collected and of its
+    in-process baseline, in turns), with the actors train_distributed starts."""
     env = make_env(config.env)
     spec = env.spec
     env.close()
@@ -227,32 +262,10 @@ def actor_rates(config: Config, seconds: float, rounds: int, slice_s: float
             trainer.start()
             sampling, _ = in_turns(config, rounds, slice_s, trainer)
             ray.get(trainer.replay.close.remote())
-            learning = trainer.learner.run.remote()
-            updating = _rate(lambda: ray.get(trainer.learner.snapshot.remote()).updates, seconds)
-            ray.get(trainer.learner.stop.remote())
-            ray.get(learning, timeout=config.distributed.timeout_s)
+            updating = learner_in_turns(config, trainer, seconds)
         finally:
             trainer.close()
     return sampling, updating
-
-
-def _rate(read_counter: Any, seconds: float) -> float:
-    """Counter increase per second over ``seconds``, after WARMUP_S of starting up."""
-    deadline = time.perf_counter() + 120.0
-    while read_counter() == 0 and time.perf_counter() < deadline:
-        time.sleep(0.2)  # actors still starting
-    time.sleep(WARMUP_S)
-    first, start = read_counter(), time.perf_counter()
-    time.sleep(seconds)
-    return (read_counter() - first) / (time.perf_counter() - start)
-
-
-def learner_baseline(config: Config, seconds: float) -> float:
-    """Updates/s of Learner.update in this process, on episodes of ~2 s of in-process rollouts."""
-    loop = RolloutLoop(config)
-    loop.run(2.0)
-    loop.close()
-    return updates_in_process(config, loop.episodes, seconds)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -261,7 +274,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--config", help="YAML config (default: the built-in defaults)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=30.0,
-                        help="the learner actor's measured phase")
+                        help="the learner actor's measured time, in 10 turns with its "
+                             "in-process baseline (which gets as long)")
     parser.add_argument("--worker-cpus", type=float, default=1.0)
     parser.add_argument("--envs-per-worker", type=int, default=1)
     parser.add_argument("--level-threads", type=int, default=1,
@@ -293,15 +307,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             "rollouts_over_env_step": round(rollout / env, 3),
             **{f"{k}_per_s": round(v, 1) for k, v in rates.items()}}))
         return
-    # the learner's baseline before and after its actor phase, averaged: the load drifts
-    baseline_s = max(1.0, args.seconds / 6)
-    before = learner_baseline(config, baseline_s)
-    ray.init(include_dashboard=False, logging_level="warning")
+    # the local Ray `hacray train` starts: actors at normal priority (Ray's default, nice 15,
+    # hands their core to any other process that wakes up: the raylet's, the GCS's, ...)
+    init_ray(None, include_dashboard=False)
     cpus = ray.cluster_resources().get("CPU", 0)
-    rates, learner = actor_rates(config, args.seconds, args.rounds, args.slice)
+    rates, (learner, updates) = actor_rates(config, args.seconds, args.rounds, args.slice)
     ray.shutdown()
-    after = learner_baseline(config, baseline_s)
-    updates = (before + after) / 2
     sampler, raw, env, rollout = (rates[k] for k in (
         "workers_env_steps", "raw_mujoco_env_steps", "env_step_env_steps",
         "in_process_rollout_env_steps"))
@@ -319,8 +330,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "rollouts_over_env_step": round(rollout / env, 3),
         **{f"{k}_per_s": round(v, 1) for k, v in rates.items()},
         "learner_actor_updates_per_s": round(learner, 1),
-        "in_process_updates_per_s": round(updates, 1),
-        "learner_baseline_after_over_before": round(after / before, 2)}))
+        "in_process_updates_per_s": round(updates, 1)}))
 
 
 if __name__ == "__main__":

@@ -182,10 +182,14 @@ class LearnerActor:
         self.meters = meters("learner", ("updates",), ("policy_version",))
         self._publish()
 
-    async def run(self) -> None:
-        """Sample -> set normaliser statistics -> update -> publish, until ``stop``."""
+    async def run(self) -> tuple[int, float]:
+        """Sample -> set normaliser statistics -> update -> publish, until ``stop``; a later
+        ``run`` goes on from there. Returns (updates, seconds) counted from the end of its
+        first update to the end of its last: its steady rate, for benchmarks."""
+        self.stopping = False
         requests = deque(self.replay.sample.remote(self.batch_size)
                          for _ in range(SAMPLES_IN_FLIGHT))
+        first, start = self.learner.updates, None
         while not self.stopping:
             try:
                 sample = await asyncio.wait_for(requests.popleft(), self.timeout_s)
@@ -196,8 +200,11 @@ class LearnerActor:
             if sample is None:  # replay still filling, or the learner far enough ahead
                 continue
             self._update(sample)
+            if start is None:
+                first, start = self.learner.updates, time.perf_counter()
             if self.learner.updates % self.publish_every == 0:
                 self._publish()
+        return self.learner.updates - first, 0.0 if start is None else time.perf_counter() - start
 
     async def train(self, env_steps: int) -> None:
         """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
