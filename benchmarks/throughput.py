@@ -238,10 +238,11 @@ def learner_in_turns(config: Config, trainer: DistributedTrainer, seconds: float
         ray.get(trainer.learner.stop.remote())
         sides = {"actor": ray.get(learning, timeout=config.distributed.timeout_s),
                  "plain": plain.run(slice_s)}
+        if turn == 0:
+            continue
         for side, (updates, elapsed) in sides.items():
-            if turn > 0:
-                totals[side][0] += updates
-                totals[side][1] += elapsed
+            totals[side][0] += updates
+            totals[side][1] += elapsed
     if min(updates for updates, _ in totals.values()) == 0:
         raise SystemExit("benchmarks/throughput.py: the learner made no updates; "
                          "give it more --seconds (or the workers more --rounds)")

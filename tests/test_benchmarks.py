@@ -71,6 +71,7 @@ def test_throughput_on_ray_times_the_workers_in_turns_with_the_baselines(capsys)
     assert report["learner_efficiency"] == pytest.approx(
         report["learner_actor_updates_per_s"] / report["in_process_updates_per_s"], rel=1e-2)
 
+
 def test_rollout_ab_plays_both_checkouts_in_turns(capsys):
     """The A/B script loads a second checkout under another package name and reports both
     rates (here this checkout against itself, on the point mass)."""

@@ -46,19 +46,16 @@ class GoalEnv(Protocol):
 
 def make_env(config: EnvConfig) -> GoalEnv:
     """Build the env named by ``config.id``; a bad id raises ConfigError naming env.id."""
-    from hacray.envs.point_mass import PointMassEnv
-    if config.id == PointMassEnv.ID:
-        return PointMassEnv(config)
-    from hacray.envs.fetch import FetchEnv
-    return FetchEnv(config)
+    return make_envs(config, 1)[0]
 
 
 def make_envs(config: EnvConfig, n: int) -> list[GoalEnv]:
     """``n`` envs of one task for one process to step in turn, each with its own state.
 
     MuJoCo envs share one compiled model, which stepping only reads: a worker's cache then holds
-    one copy of it, not ``n`` (Fetch's is 8 MB, meshes included), and 8 Fetch envs stepped in
-    turn run as fast per step as one (6-13% faster than with a model each; BENCHMARKS.md).
+    one copy of it, not ``n`` (Fetch's is 8 MB, meshes included): a worker's rollouts with 8
+    envs ran 1.05-1.09x as fast as with a model per env (BENCHMARKS.md). A bad id raises
+    ConfigError naming env.id.
     """
     from hacray.envs.point_mass import PointMassEnv
     if config.id == PointMassEnv.ID:
