@@ -10,7 +10,9 @@
 (b) learner efficiency: updates/s of the learner actor fed by the replay actor (workers
     stopped) / updates/s of ``Learner.update`` in this process on pre-sampled batches of the
     same size, both with ``--level-threads`` level threads (default 1). They take 10 turns of
-    ``--seconds``/10 each, for the same reason.
+    ``--seconds``/10 each, for the same reason. The actor also reports the share of its time
+    spent inside its updates: what is left is its cost of being fed, free of the machine's
+    drift between turns.
 
 Prints one JSON line with both ratios and the raw rates. The rate limiter is opened wide
 (``replay.tolerance``) so that neither side waits for the other.
@@ -223,37 +225,36 @@ class UpdateLoop:
 
 
 def learner_in_turns(config: Config, trainer: DistributedTrainer, seconds: float
-                     ) -> tuple[float, float]:
-    """(updates/s of the learner actor fed by the replay actor, updates/s of UpdateLoop), in
-    LEARNER_TURNS turns of ``seconds / LEARNER_TURNS`` each, after one untimed turn each.
+                     ) -> tuple[float, float, float]:
+    """(updates/s of the learner actor fed by the replay actor, updates/s of UpdateLoop, the
+    share of the actor's time spent updating), in LEARNER_TURNS turns of
+    ``seconds / LEARNER_TURNS`` each, after one untimed turn each.
 
     The workers are stopped; the actor counts its own updates from the end of a turn's first
     one (what sampling, Ray and the update cost in a running learner), this process's loop
     waits while the actor runs and the actor waits while the loop runs."""
     plain, slice_s = UpdateLoop(config), seconds / LEARNER_TURNS
-    totals = {"actor": [0, 0.0], "plain": [0, 0.0]}
+    actor, loop = [0, 0.0, 0.0], [0, 0.0]
     for turn in range(LEARNER_TURNS + 1):
         learning = trainer.learner.run.remote()
         time.sleep(slice_s)
         ray.get(trainer.learner.stop.remote())
-        sides = {"actor": ray.get(learning, timeout=config.distributed.timeout_s),
-                 "plain": plain.run(slice_s)}
-        if turn == 0:
-            continue
-        for side, (updates, elapsed) in sides.items():
-            totals[side][0] += updates
-            totals[side][1] += elapsed
-    if min(updates for updates, _ in totals.values()) == 0:
+        pace = ray.get(learning, timeout=config.distributed.timeout_s)
+        updates, elapsed = plain.run(slice_s)
+        if turn > 0:
+            actor = [a + b for a, b in zip(actor, pace)]
+            loop = [loop[0] + updates, loop[1] + elapsed]
+    if min(actor[0], loop[0]) == 0:
         raise SystemExit("benchmarks/throughput.py: the learner made no updates; "
                          "give it more --seconds (or the workers more --rounds)")
-    return totals["actor"][0] / totals["actor"][1], totals["plain"][0] / totals["plain"][1]
+    return actor[0] / actor[1], loop[0] / loop[1], actor[2] / actor[1]
 
 
 def actor_rates(config: Config, seconds: float, rounds: int, slice_s: float
-                ) -> tuple[dict[str, float], tuple[float, float]]:
+                ) -> tuple[dict[str, float], tuple[float, float, float]]:
     """(env steps/s of the rollout workers with the learner idle and of the single-core loops,
-    in turns; updates/s of the learner actor on what the workers collected and of its
-    in-process baseline, in turns), with the actors train_distributed starts."""
+    in turns; learner_in_turns on what the workers collected), with the actors
+    train_distributed starts."""
     env = make_env(config.env)
     spec = env.spec
     env.close()
@@ -312,7 +313,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     # hands their core to any other process that wakes up: the raylet's, the GCS's, ...)
     init_ray(None, include_dashboard=False)
     cpus = ray.cluster_resources().get("CPU", 0)
-    rates, (learner, updates) = actor_rates(config, args.seconds, args.rounds, args.slice)
+    rates, (learner, updates, updating) = actor_rates(config, args.seconds, args.rounds, args.slice)
     ray.shutdown()
     sampler, raw, env, rollout = (rates[k] for k in (
         "workers_env_steps", "raw_mujoco_env_steps", "env_step_env_steps",
@@ -325,6 +326,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         "ray_cpus": cpus, "os_cpus": os.cpu_count(),
         "sampler_efficiency": round(sampler / (args.workers * raw), 3),
         "learner_efficiency": round(learner / updates, 3),
+        # the rest of the actor's time: waiting for samples, Ray's calls, publishing weights
+        "learner_actor_share_updating": round(updating, 3),
         "workers_over_in_process_rollouts": round(sampler / (args.workers * rollout), 3),
         # where the rest goes, one process: the env's own per-step work, then the rollout's
         "env_step_over_raw": round(env / raw, 3),

@@ -120,6 +120,16 @@ class Sample(NamedTuple):
     goal_stats: tuple[NormalizerStats, ...]
 
 
+class LearnerPace(NamedTuple):
+    """A learner actor's ``run``, from the end of its first update to the end of its last:
+    updates, seconds, and the seconds of those spent updating (``Learner.update``, with the
+    normaliser refresh and the dashboard counter around it)."""
+
+    updates: int
+    seconds: float
+    updating_s: float
+
+
 class ReplayStatus(NamedTuple):
     """Replay's run totals (a resumed run's included) and its recent episodes."""
 

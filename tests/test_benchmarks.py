@@ -70,6 +70,7 @@ def test_throughput_on_ray_times_the_workers_in_turns_with_the_baselines(capsys)
     assert report["sampler_efficiency"] == pytest.approx(workers / raw, rel=1e-2)
     assert report["learner_efficiency"] == pytest.approx(
         report["learner_actor_updates_per_s"] / report["in_process_updates_per_s"], rel=1e-2)
+    assert 0 < report["learner_actor_share_updating"] <= 1
 
 
 def test_rollout_ab_plays_both_checkouts_in_turns(capsys):

@@ -49,6 +49,22 @@ def test_rate_limiter_holds_the_replay_ratio():
     assert not limiter.can_update() and limiter.can_insert()
 
 
+@pytest.mark.parametrize("env_steps, updates, limit, allowed", [
+    (0, 0, 4, 2),     # empty: the tolerance alone
+    (10, 0, 4, 4),    # 5 owed + 2: the limit
+    (10, 0, 9, 7),    # 5 owed + 2 of tolerance
+    (10, 6, 4, 1),    # the 7th puts it exactly 2 ahead
+    (10, 7, 4, 0),    # already 2 ahead
+    (10, 9, 4, 0),    # further ahead than the tolerance (a resumed run): none, not negative
+    (11, 0, 9, 7),    # 5.5 owed + 2: whole updates only
+])
+def test_the_limiter_allows_whole_updates_up_to_a_limit(env_steps, updates, limit, allowed):
+    limiter = RateLimiter(ratio=0.5, tolerance=2)
+    limiter.env_steps, limiter.updates = env_steps, updates
+    assert limiter.updates_allowed(limit) == allowed
+    assert limiter.can_update() == (allowed > 0)
+
+
 def test_a_ring_buffer_restored_at_the_same_capacity_samples_as_the_original():
     buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
     buf.add(batch([0, 1, 2, 3, 4, 5, 6]))  # wrapped: the cursor is not at 0

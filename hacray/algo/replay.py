@@ -6,6 +6,7 @@ replay actor.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,11 @@ class RateLimiter:
 
     def can_update(self) -> bool:
         """One more update keeps the learner at most ``tolerance`` updates ahead."""
-        return self.owed() + self.tolerance >= 1
+        return self.updates_allowed(1) == 1
+
+    def updates_allowed(self, limit: int) -> int:
+        """How many more updates, up to ``limit``, keep the learner at most ``tolerance`` ahead."""
+        return max(0, min(limit, math.floor(self.owed() + self.tolerance)))
 
     def can_insert(self) -> bool:
         """The learner is at most ``tolerance`` updates behind."""

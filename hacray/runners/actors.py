@@ -27,10 +27,12 @@ from hacray.algo.rollout import play, run_episodes
 from hacray.config import Config
 from hacray.envs import EnvSpec, make_env, make_envs
 from hacray.runners.common import Blueprint, evaluate, summarize
-from hacray.types import Episode, LearnerSnapshot, PolicyWeights, ReplayStatus, Sample, Turn
+from hacray.types import (Episode, LearnerPace, LearnerSnapshot, PolicyWeights, ReplayStatus,
+                          Sample, Turn)
 
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
+BATCHES_PER_SAMPLE = 1  # updates' batches per request
 RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
 
 
@@ -99,18 +101,22 @@ class ReplayActor:
             return Turn.STOP if self.closed else Turn.GO
         return Turn.WAIT
 
-    async def sample(self, batch_size: int) -> Optional[Sample]:
-        """A batch per level once the limiter allows one more update (it counts as done);
-        None if it did not within HOLD_S, and the learner asks again. Synchronous runs sample
-        whenever replay is ready (None at once when it is not)."""
+    async def sample(self, batch_size: int, batches: int = 1) -> Optional[list[Sample]]:
+        """A batch per level for each of up to ``batches`` updates, as many as the limiter
+        allows once it allows one (they count as done); None if it did not within HOLD_S, and
+        the learner asks again. Synchronous runs get ``batches`` whenever replay is ready (None
+        at once when it is not)."""
         if self.synchronous:
             if not self._ready():
                 return None
         elif not await self._wait(lambda: self._ready() and self.limiter.can_update()):
             return None
-        self.limiter.updates += 1
+        else:
+            batches = self.limiter.updates_allowed(batches)
+        self.limiter.updates += batches
         await self._notify()
-        return Sample(self.replay.sample(batch_size), *self.replay.normalizer_stats())
+        stats = self.replay.normalizer_stats()  # one copy on the wire: pickle shares it
+        return [Sample(self.replay.sample(batch_size), *stats) for _ in range(batches)]
 
     async def snapshot(self) -> dict[str, Any]:
         """The buffer as ``HierarchicalReplay.state_dict`` (copies), for the checkpoint."""
@@ -182,41 +188,48 @@ class LearnerActor:
         self.meters = meters("learner", ("updates",), ("policy_version",))
         self._publish()
 
-    async def run(self) -> tuple[int, float]:
+    async def run(self) -> LearnerPace:
         """Sample -> set normaliser statistics -> update -> publish, until ``stop``; a later
-        ``run`` goes on from there. Returns (updates, seconds) counted from the end of its
-        first update to the end of its last: its steady rate, for benchmarks."""
+        ``run`` goes on from there. Returns its steady pace, for benchmarks."""
         self.stopping = False
-        requests = deque(self.replay.sample.remote(self.batch_size)
-                         for _ in range(SAMPLES_IN_FLIGHT))
-        first, start = self.learner.updates, None
+        requests = deque(self._request() for _ in range(SAMPLES_IN_FLIGHT))
+        first, start, updating_s = self.learner.updates, None, 0.0
         while not self.stopping:
             try:
-                sample = await asyncio.wait_for(requests.popleft(), self.timeout_s)
+                samples = await asyncio.wait_for(requests.popleft(), self.timeout_s)
             except asyncio.TimeoutError:
                 raise TimeoutError(
                     f"hacray: replay did not answer within {self.timeout_s:.0f} s") from None
-            requests.append(self.replay.sample.remote(self.batch_size))
-            if sample is None:  # replay still filling, or the learner far enough ahead
-                continue
-            self._update(sample)
-            if start is None:
-                first, start = self.learner.updates, time.perf_counter()
-            if self.learner.updates % self.publish_every == 0:
-                self._publish()
-        return self.learner.updates - first, 0.0 if start is None else time.perf_counter() - start
+            requests.append(self._request())
+            for sample in samples or ():  # None: replay still filling, or the learner ahead
+                began = time.perf_counter()
+                self._update(sample)
+                if start is None:
+                    first, start = self.learner.updates, time.perf_counter()
+                else:
+                    updating_s += time.perf_counter() - began
+                if self.learner.updates % self.publish_every == 0:
+                    self._publish()
+        return LearnerPace(self.learner.updates - first,
+                           0.0 if start is None else time.perf_counter() - start, updating_s)
 
     async def train(self, env_steps: int) -> None:
         """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
         then publish."""
         owed = int(self.updates_per_env_step * env_steps) - self.learner.updates
-        for _ in range(max(owed, 0)):
-            sample = await asyncio.wait_for(self.replay.sample.remote(self.batch_size),
-                                            self.timeout_s)
-            if sample is None:  # replay not filled to min_size yet
+        while owed > 0:
+            samples = await asyncio.wait_for(
+                self.replay.sample.remote(self.batch_size, min(owed, BATCHES_PER_SAMPLE)),
+                self.timeout_s)
+            if samples is None:  # replay not filled to min_size yet
                 break
-            self._update(sample)
+            for sample in samples:
+                self._update(sample)
+            owed -= len(samples)
         self._publish()
+
+    def _request(self) -> ray.ObjectRef:
+        return self.replay.sample.remote(self.batch_size, BATCHES_PER_SAMPLE)
 
     def _update(self, sample: Sample) -> None:
         counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
