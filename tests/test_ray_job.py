@@ -254,6 +254,8 @@ def test_job_on_a_token_auth_cluster_spreads_workers_over_nodes(tmp_path, ray_cl
         time.sleep(2.0)
     logs = client.get_job_logs(submission_id)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    # no warning repeated per request (Ray's as_future deprecation once printed one per sample)
+    assert "deprecat" not in logs.lower(), logs[-4000:]
     # hacray train's last word: one JSON line (actors' log lines may come around it)
     last = [line for line in logs.splitlines() if line.startswith('{"run_dir"')]
     assert last, logs[-4000:]

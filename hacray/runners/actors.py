@@ -231,8 +231,10 @@ class LearnerActor:
     def _request(self) -> asyncio.Future:
         """A sample request, its reply handed to the event loop as it arrives: awaiting the
         ref itself would only start listening for it at the ``await``, after the update before
-        it (with 4 batches per request: learner efficiency 0.937 -> 0.991, BENCHMARKS.md)."""
-        return self.replay.sample.remote(self.batch_size, BATCHES_PER_SAMPLE).as_future()
+        it (with 4 batches per request: learner efficiency 0.937 -> 0.991, BENCHMARKS.md).
+        Not ``ref.as_future()``: Ray 2.60 logs a deprecation line on every call of it."""
+        ref = self.replay.sample.remote(self.batch_size, BATCHES_PER_SAMPLE)
+        return asyncio.wrap_future(ref.future())
 
     def _update(self, sample: Sample) -> None:
         counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
