@@ -23,17 +23,30 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class EnvConfig:
     id: str = "FetchReach-v4"
-    """Gymnasium id of a goal-conditioned env (Fetch*-v4) or a built-in (PointMass-v0)."""
+    """Gymnasium id of a goal-conditioned env (Fetch*-v4, PointMaze_*-v3, ... or any registered
+    env with Dict observation/achieved_goal/desired_goal), a built-in (PointMass-v0), or a label
+    for the env that entry_point makes."""
+    entry_point: Optional[str] = None
+    """'package.module:factory' that returns a gymnasium goal env (factory(**kwargs)); the module
+    is imported from the installed packages or the working directory. None: gym.make(id)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for gym.make(id, ...) or the entry point's factory."""
+    observe_achieved_goal: bool = False
+    """Append the achieved goal to the observation (for envs whose observation leaves it out,
+    e.g. AntMaze's x-y position, so that subgoals can name it)."""
     max_episode_steps: Optional[int] = None
     """Episode length T in env steps; None keeps the env's own time limit."""
     goal_threshold: Optional[float] = None
-    """Distance at which the env goal counts as reached; None uses the env's own (0.05 on Fetch)."""
+    """Distance at which the env goal counts as reached (and relabelled goals are rewarded);
+    None uses the env's own distance_threshold (0.05 on Fetch)."""
     subgoal_indices: Optional[list[int]] = None
-    """Observation indices that make up a subgoal; None uses the task's default projection."""
+    """Observation indices that make up a subgoal; None uses the task's default projection
+    (Fetch), else the whole observation where its box is bounded."""
     subgoal_low: Optional[list[float]] = None
-    """Lower bound of each subgoal coordinate (keeps subgoals inside the reachable workspace)."""
+    """Lower bound of each subgoal coordinate (keeps subgoals inside the reachable workspace);
+    None takes the observation box's bounds, where they are finite."""
     subgoal_high: Optional[list[float]] = None
-    """Upper bound of each subgoal coordinate."""
+    """Upper bound of each subgoal coordinate (with subgoal_low)."""
     subgoal_threshold: Optional[float] = None
     """Distance at which a subgoal counts as reached; None uses goal_threshold."""
 
@@ -238,6 +251,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if hint is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config: '{key}' must be a mapping of names to values, "
+                              f"got {value!r}")
+        return {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"config: '{key}' must be a list, got {type(value).__name__}")
@@ -262,6 +282,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -308,10 +329,14 @@ def validate(config: Config) -> None:
         if not ok:
             raise ConfigError(f"config: {message}")
     env = config.env
-    bounds = [b for b in (env.subgoal_indices, env.subgoal_low, env.subgoal_high) if b is not None]
-    if bounds and (len(bounds) != 3 or len({len(b) for b in bounds}) != 1):
-        raise ConfigError("config: env.subgoal_indices, env.subgoal_low and env.subgoal_high "
-                          "must be given together with equal lengths")
+    bounds = [b for b in (env.subgoal_low, env.subgoal_high) if b is not None]
+    if bounds and (len(bounds) != 2 or env.subgoal_indices is None
+                   or {len(b) for b in bounds} != {len(env.subgoal_indices)}):
+        raise ConfigError("config: env.subgoal_low and env.subgoal_high must be given together, "
+                          "with env.subgoal_indices and as many entries")
+    if env.entry_point is not None and not _ENTRY_POINT.fullmatch(env.entry_point):
+        raise ConfigError(f"config: env.entry_point must look like 'package.module:factory', "
+                          f"got {env.entry_point!r}")
     if env.subgoal_low is not None and any(
             lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
         raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")

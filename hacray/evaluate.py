@@ -21,14 +21,14 @@ class LoadedPolicy(NamedTuple):
     env_steps_trained: int
 
 
-def load_policy(target: Path) -> LoadedPolicy:
+def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
     """Load a checkpoint (a file, or a run directory's best) into a Policy.
 
-    The env is open: the caller closes it."""
+    The env is open: the caller closes it; ``render``: made to render frames (videos)."""
     path = checkpoint.resolve(target)
     run_dir = path.parent.parent
     config = load_config(run_dir / "config.yaml")
-    env = make_env(config.env)
+    env = make_env(config.env, render)
     blueprint = Blueprint.of(config, env.spec)
     learner = blueprint.learner()
     state = checkpoint.load(path)

@@ -8,6 +8,9 @@ every lower one the subgoal proposed by level i+1 (one colour per level, see ``g
   geoms per goal to the scene: a sphere for a gripper position, a cube for an object position,
   each a small solid core inside a translucent region as large as the level's threshold.
 - ``PointMassPainter`` draws PointMass-v0 in 2-D with Pillow (no MuJoCo, no OpenGL).
+- ``GymPainter`` takes any other env's own rgb_array frames (``env.render()``, at the env's own
+  size); on a gymnasium MuJoCo env (mazes, ...) it adds a marker per goal of 2 or 3 coordinates
+  (x, y[, z]; a 2-D goal at ``MARKER_Z``), since those are positions there.
 """
 from __future__ import annotations
 
@@ -33,8 +36,15 @@ GRIPPER_SLOT, OBJECT_SLOT = (0, 1, 2), (3, 4, 5)
 FETCH_CAMERA = {"lookat": (1.3, 0.75, 0.5), "distance": 1.3, "azimuth": 150.0, "elevation": -25.0}
 
 
+MARKER_Z = 0.2  # metres: height of a 2-D goal's marker (half a gymnasium-robotics maze wall)
+
+
 class FrameSizeError(ValueError):
     """Frames larger than the MuJoCo model's off-screen buffer."""
+
+
+class NoFramesError(ValueError):
+    """The env renders no rgb_array frames."""
 
 
 class Painter(Protocol):
@@ -181,9 +191,57 @@ def fetch_marker_positions(goal: np.ndarray, top: bool, subgoal_indices: Sequenc
     return marks
 
 
+class GymPainter:
+    """An env's own rgb_array frames, with goal markers where the env is drawn by gymnasium's
+    MuJoCo renderer (its off-screen viewer draws the markers added before each frame)."""
+
+    def __init__(self, env: GoalEnv):
+        self.env, self.spec = env, env.spec
+        if env.render() is None:  # type: ignore[attr-defined]
+            raise NoFramesError(f"{env.spec.id} renders no rgb_array frames: its env must accept "
+                                "render_mode='rgb_array' (gym.make, or the entry point's factory)")
+        self.viewer = _mujoco_viewer(env.env.unwrapped)  # type: ignore[attr-defined]
+
+    def reset(self) -> None:
+        pass
+
+    def frame(self, obs: np.ndarray, goals: Sequence[np.ndarray], label: str) -> Image.Image:
+        if self.viewer is not None:
+            for level, goal in enumerate(goals):
+                if goal.shape[0] not in (2, 3):
+                    continue  # not a position: nothing to mark
+                top = level == len(goals) - 1
+                radius = self.spec.goal_threshold if top else self.spec.subgoal_threshold
+                rgba = np.asarray(goal_colour(level, len(goals)), np.float32)
+                position = np.append(goal, MARKER_Z)[:3].astype(np.float64)
+                self.viewer.add_marker(pos=position, size=np.full(3, radius),
+                                       rgba=np.append(rgba[:3], REGION_ALPHA))
+                self.viewer.add_marker(pos=position, size=np.full(3, 2 * CORE_SIZE), rgba=rgba)
+        image = Image.fromarray(np.ascontiguousarray(self.env.render()))  # type: ignore
+        draw_legend(image, label, len(goals))
+        return image
+
+    def close(self) -> None:
+        pass
+
+
+def _mujoco_viewer(unwrapped: object) -> object | None:
+    """The off-screen viewer of a gymnasium MuJoCo env's renderer (on the env, or on the env it
+    wraps, as the mazes do with their point or ant); None for other envs."""
+    for holder in (unwrapped, *vars(unwrapped).values()):
+        renderer = getattr(holder, "mujoco_renderer", None)
+        if renderer is not None and hasattr(renderer, "_get_viewer"):
+            return renderer._get_viewer("rgb_array")
+    return None
+
+
 def painter_for(env: GoalEnv, width: int, height: int) -> Painter:
-    """A MuJoCo painter for Fetch envs, a Pillow one for PointMass-v0 (``height`` square)."""
+    """A MuJoCo painter for Fetch envs, a Pillow one for PointMass-v0 (``height`` square), and
+    the env's own frames for any other env (at the env's size)."""
+    from hacray.envs.gym_goal import GymGoalEnv
     from hacray.envs.point_mass import PointMassEnv
     if isinstance(env, PointMassEnv):
         return PointMassPainter(env.spec, height)
+    if isinstance(env, GymGoalEnv):
+        return GymPainter(env)
     return MujocoPainter(env, width, height)

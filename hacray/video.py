@@ -25,7 +25,7 @@ from hacray.algo.rollout import Policy, run_episode
 from hacray.config import Config
 from hacray.envs import GoalEnv
 from hacray.evaluate import LoadedPolicy, load_policy
-from hacray.render import FrameSizeError, Painter, painter_for
+from hacray.render import FrameSizeError, NoFramesError, Painter, painter_for
 from hacray.types import EpisodeStats
 
 
@@ -124,7 +124,7 @@ def record_episodes(checkpoint_or_run_dir: str | Path, out_path: str | Path, epi
         raise VideoError("--episodes must be >= 1 to record a video")
     default_gl_backend()
     with ExitStack() as stack:
-        loaded = load_policy(Path(checkpoint_or_run_dir))
+        loaded = load_policy(Path(checkpoint_or_run_dir), render=True)
         stack.callback(loaded.env.close)
         painter = _open_painter(loaded, width, height)
         stack.callback(painter.close)
@@ -182,7 +182,7 @@ def default_gl_backend() -> None:
 def _open_painter(loaded: LoadedPolicy, width: int, height: int) -> Painter:
     try:
         return painter_for(loaded.env, width, height)
-    except FrameSizeError as err:
+    except (FrameSizeError, NoFramesError) as err:
         raise VideoError(str(err)) from None
     except Exception as err:  # GL back ends fail in many ways: missing library, no device, ...
         backend = os.environ.get("MUJOCO_GL", "glfw")

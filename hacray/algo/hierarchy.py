@@ -6,7 +6,7 @@ from functools import cached_property
 
 import numpy as np
 
-from hacray.config import Config
+from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec
 
 
@@ -58,6 +58,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     """Level 0 first. With one level this is exactly DDPG+HER's single goal-conditioned policy."""
     agent, levels = config.agent, config.agent.levels
     sub_dim = len(spec.subgoal_indices)
+    if levels > 1 and sub_dim == 0:
+        raise ConfigError(f"config: agent.levels {levels} needs a subgoal space: set "
+                          f"env.subgoal_indices, env.subgoal_low and env.subgoal_high for {spec.id} "
+                          "(its observation is unbounded)")
     spaces = []
     for i in range(levels):
         top = i == levels - 1

@@ -2,7 +2,9 @@
 
 ``make_env(env_config)`` returns a :class:`GoalEnv`: ``reset(seed)`` gives
 (obs, achieved_goal, desired_goal) and ``step(action)`` gives (obs, achieved_goal, success,
-truncated). All arrays are float32. The built-in ``PointMass-v0`` needs neither MuJoCo nor Ray.
+ended). All arrays are float32. The built-in ``PointMass-v0`` needs neither MuJoCo nor Ray;
+Fetch tasks have a fast adapter of their own (``fetch``); any other gymnasium goal env, by
+registered id or by ``env.entry_point``, goes through the generic one (``gym_goal``).
 ``make_envs(env_config, n)`` builds the envs one process steps side by side.
 """
 from __future__ import annotations
@@ -44,12 +46,13 @@ class GoalEnv(Protocol):
     def close(self) -> None: ...
 
 
-def make_env(config: EnvConfig) -> GoalEnv:
-    """Build the env named by ``config.id``; a bad id raises ConfigError naming env.id."""
-    return make_envs(config, 1)[0]
+def make_env(config: EnvConfig, render: bool = False) -> GoalEnv:
+    """Build the env named by ``config.id``; a bad id raises ConfigError naming env.id.
+    ``render``: a generic env is made to render rgb_array frames where it can (for videos)."""
+    return make_envs(config, 1, render)[0]
 
 
-def make_envs(config: EnvConfig, n: int) -> list[GoalEnv]:
+def make_envs(config: EnvConfig, n: int, render: bool = False) -> list[GoalEnv]:
     """``n`` envs of one task for one process to step in turn, each with its own state.
 
     MuJoCo envs share one compiled model, which stepping only reads: a worker's cache then holds
@@ -58,23 +61,27 @@ def make_envs(config: EnvConfig, n: int) -> list[GoalEnv]:
     ConfigError naming env.id.
     """
     from hacray.envs.point_mass import PointMassEnv
-    if config.id == PointMassEnv.ID:
+    if config.id == PointMassEnv.ID and config.entry_point is None:
         return [PointMassEnv(config) for _ in range(n)]
     from hacray.envs.fetch import FetchEnv
+    if not FetchEnv.handles(config):
+        from hacray.envs.gym_goal import GymGoalEnv
+        return [GymGoalEnv(config, render) for _ in range(n)]
     first = FetchEnv(config)
     return [first] + [FetchEnv(config, model_of=first) for _ in range(n - 1)]
 
 
+Subgoal = tuple[list[int], list[float], list[float]]
+"""A subgoal space: observation indices, and the lower and upper bound of each."""
+
+
 def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, action_dim: int,
                  max_episode_steps: int, goal_threshold: float,
-                 default_subgoal: tuple[list[int], list[float], list[float]],
-                 air_goal_z: float | None = None) -> EnvSpec:
-    """Fill the task's defaults into whatever the config leaves unset, and check the result."""
-    indices, low, high = default_subgoal
-    if config.subgoal_indices is not None:
-        indices, low, high = config.subgoal_indices, config.subgoal_low, config.subgoal_high
-    if any(not 0 <= i < obs_dim for i in indices):
-        raise ConfigError(f"config: env.subgoal_indices must lie in [0, {obs_dim}) for {id}")
+                 default_subgoal: Subgoal,
+                 obs_bounds: tuple[np.ndarray, np.ndarray] | None = None, air_goal_z: float | None = None) -> EnvSpec:
+    """Fill the task's defaults into whatever the config leaves unset, and check the result.
+    ``obs_bounds``: the observation box, where subgoal bounds the config omits come from."""
+    indices, low, high = subgoal_space(config, default_subgoal, obs_dim, obs_bounds, id)
     threshold = config.goal_threshold if config.goal_threshold is not None else goal_threshold
     return EnvSpec(
         id=id, obs_dim=obs_dim, goal_dim=goal_dim, action_dim=action_dim,
@@ -84,6 +91,25 @@ def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, act
         subgoal_threshold=(config.subgoal_threshold if config.subgoal_threshold is not None
                            else threshold),
         air_goal_z=air_goal_z)
+
+
+def subgoal_space(config: EnvConfig, default: Subgoal, obs_dim: int,
+                  obs_bounds: tuple[np.ndarray, np.ndarray] | None, name: str) -> Subgoal:
+    """The config's subgoal space, its missing bounds taken from the observation box; without
+    one in the config, the task's default."""
+    indices = config.subgoal_indices
+    if indices is None:
+        return default
+    if any(not 0 <= i < obs_dim for i in indices):
+        raise ConfigError(f"config: env.subgoal_indices must lie in [0, {obs_dim}) for {name}")
+    if config.subgoal_low is not None and config.subgoal_high is not None:
+        return list(indices), list(config.subgoal_low), list(config.subgoal_high)
+    low, high = obs_bounds if obs_bounds is not None else (np.full(obs_dim, -np.inf),) * 2
+    unbounded = [i for i in indices if not (np.isfinite(low[i]) and np.isfinite(high[i]))]
+    if unbounded:
+        raise ConfigError(f"config: env.subgoal_low and env.subgoal_high are needed: observation "
+                          f"entries {unbounded} of {name} are unbounded")
+    return list(indices), [float(low[i]) for i in indices], [float(high[i]) for i in indices]
 
 
 def goal_kind(spec: EnvSpec, goal: np.ndarray) -> str:

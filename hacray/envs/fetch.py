@@ -11,15 +11,13 @@ two of them): the same numbers, bit for bit (a test compares), at a fraction of 
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 import mujoco
 import numpy as np
 
 from hacray.algo.relabel import distance_reached
 from hacray.config import ConfigError, EnvConfig
 from hacray.envs import EnvSpec, resolve_spec
+from hacray.envs.gym_goal import gym
 
 DEFAULT_SUBGOALS: dict[str, tuple[list[int], list[float], list[float]]] = {
     "FetchReach": ([0, 1, 2], [1.14, 0.55, 0.38], [1.55, 0.95, 0.74]),
@@ -32,12 +30,9 @@ DEFAULT_SUBGOALS: dict[str, tuple[list[int], list[float], list[float]]] = {
 }
 
 
-def _gym():
-    import gymnasium as gym
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import gymnasium_robotics  # prints a notice about Adroit envs on import
-    gym.register_envs(gymnasium_robotics)
-    return gym
+def _family(env_id: str) -> str:
+    """FetchPush-v4 and FetchPushDense-v4 -> FetchPush."""
+    return env_id.split("-")[0].replace("Dense", "")
 
 
 AIR_MARGIN_M = 1e-4
@@ -59,29 +54,27 @@ class FetchEnv:
     (with its own state), so that envs stepped in turn share the model's cache lines.
     """
 
+    @staticmethod
+    def handles(config: EnvConfig) -> bool:
+        """Whether this adapter serves ``config``: a Fetch task by id, its observation as is."""
+        return (config.entry_point is None and not config.observe_achieved_goal
+                and _family(config.id) in DEFAULT_SUBGOALS)
+
     def __init__(self, config: EnvConfig, model_of: FetchEnv | None = None):
-        gym = _gym()
-        if config.id not in gym.registry:
+        gymnasium = gym()
+        if config.id not in gymnasium.registry:
             raise ConfigError(f"config: env.id {config.id!r} is not a registered gymnasium env")
-        kwargs = {"max_episode_steps": config.max_episode_steps} if config.max_episode_steps else {}
-        self.env = gym.make(config.id, **kwargs)
+        kwargs = dict(config.kwargs)
+        if config.max_episode_steps:
+            kwargs["max_episode_steps"] = config.max_episode_steps
+        self.env = gymnasium.make(config.id, **kwargs)
         space = self.env.observation_space
-        keys = ("observation", "achieved_goal", "desired_goal")
-        if not all(k in getattr(space, "spaces", {}) for k in keys):
-            self.env.close()
-            raise ConfigError(f"config: env.id {config.id!r} is not goal-conditioned "
-                              "(needs observation, achieved_goal and desired_goal)")
-        family = config.id.split("-")[0].replace("Dense", "")
-        if family not in DEFAULT_SUBGOALS and config.subgoal_indices is None:
-            self.env.close()
-            raise ConfigError(f"config: env.id {config.id!r} has no default subgoal space; "
-                              "set env.subgoal_indices, env.subgoal_low and env.subgoal_high")
         self.spec: EnvSpec = resolve_spec(
             config, id=config.id, obs_dim=space["observation"].shape[0],
             goal_dim=space["desired_goal"].shape[0], action_dim=self.env.action_space.shape[0],
             max_episode_steps=self.env.spec.max_episode_steps,
-            goal_threshold=float(getattr(self.env.unwrapped, "distance_threshold", 0.05)),
-            default_subgoal=DEFAULT_SUBGOALS.get(family, ([], [], [])),
+            goal_threshold=float(self.env.unwrapped.distance_threshold),
+            default_subgoal=DEFAULT_SUBGOALS[_family(config.id)],
             air_goal_z=_air_goal_z(self.env.unwrapped))
         # reset and step skip the env's render call, which only a "human" render mode makes
         assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"

@@ -353,7 +353,8 @@ class Evaluator:
     def __init__(self, config: Config):
         from hacray.video import default_gl_backend
         default_gl_backend()  # before the env imports MuJoCo, on whichever node this runs
-        self.config, self.env = config, make_env(config.env)
+        video = config.train.video_every > 0 and config.train.tensorboard
+        self.config, self.env = config, make_env(config.env, render=video)
         self.policy = Blueprint.of(config, self.env.spec).policy()
 
     def evaluate(self, weights: PolicyWeights) -> dict[str, float]:

@@ -28,8 +28,9 @@ from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
 from hacray.runners.actors import (Evaluator, LearnerActor, ReplayActor, RolloutWorker, get,
                                    meters)
-from hacray.runners.common import (StopFlag, Throughput, check_resources, check_resume_config,
-                                   hyperparameter_table, prepare_run_dir, summarize)
+from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
+                                   check_resume_config, hyperparameter_table, prepare_run_dir,
+                                   summarize)
 from hacray.types import LearnerSnapshot, ReplayStatus
 
 WATCH_S = 0.5           # how often the driver reads the counters
@@ -59,6 +60,7 @@ def train_distributed(config: Config, run_dir: Path, resume: bool = False,
     env = make_env(config.env)  # validates env.id before anything is written
     spec = env.spec
     env.close()
+    Blueprint.of(config, spec)  # and the levels' spaces
     if resume:
         check_resume_config(run_dir, config)
     prepare_run_dir(run_dir, config, resume, overwrite)

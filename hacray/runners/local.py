@@ -24,12 +24,12 @@ class LocalTrainer:
                  overwrite: bool = False, progress: bool | None = None):
         check_resources(config)
         self.env = make_env(config.env)  # validates env.id before anything is written
-        self.eval_env = make_env(config.env)
+        self.eval_env = make_env(config.env, render=config.train.video_every > 0)
+        self.blueprint = Blueprint.of(config, self.env.spec)  # checks the levels' spaces
         if resume:
             check_resume_config(run_dir, config)
         prepare_run_dir(run_dir, config, resume, overwrite)
         self.config, self.run_dir = config, run_dir
-        self.blueprint = Blueprint.of(config, self.env.spec)
         self.learner = self.blueprint.learner()
         self.replay = self.blueprint.replay()
         self.policy = self.blueprint.policy()

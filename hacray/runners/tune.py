@@ -139,14 +139,17 @@ def check_envs(trials: Sequence[TrialSpec]) -> None:
     """Build each distinct env once (a bad env.id or subgoal range is a ConfigError) and check
     the learner device, as a run would on start, but before any trial is launched."""
     from hacray.envs import make_env
+    from hacray.algo.hierarchy import level_spaces
     from hacray.runners.common import check_resources
-    seen: set[str] = set()
+    specs: dict[str, Any] = {}
     for trial in trials:
         check_resources(trial.config)
         key = json.dumps(to_dict(trial.config)["env"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            make_env(trial.config.env).close()
+        if key not in specs:
+            env = make_env(trial.config.env)
+            specs[key] = env.spec
+            env.close()
+        level_spaces(trial.config, specs[key])
 
 
 def prepare_out(out: Path) -> None:
