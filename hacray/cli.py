@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from hacray.algo.learner import NumericalError
 from hacray.checkpoint import CheckpointError
 from hacray.config import Config, ConfigError, load_config
-from hacray.runners.common import RunDirError
+from hacray.rundir import RunDirError
 
 USAGE_ERRORS = (ConfigError, CheckpointError, RunDirError)
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import math
-import shutil
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,13 +15,9 @@ from hacray.algo.learner import Learner
 from hacray.algo.relabel import distance_reached
 from hacray.algo.replay import HierarchicalReplay, LevelSpec
 from hacray.algo.rollout import Policy, run_episode
-from hacray.config import Config, ConfigError, save_config
+from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec, GoalEnv
 from hacray.types import EpisodeStats
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (exists, missing, unwritable)."""
 
 
 @dataclass(frozen=True)
@@ -102,37 +96,6 @@ def check_resources(config: Config) -> None:
             and not torch.cuda.is_available():
         raise ConfigError(f"config: distributed.learner_gpus is "
                           f"{config.distributed.learner_gpus} but this machine has no GPU")
-
-
-def prepare_run_dir(run_dir: Path, config: Config, resume: bool, overwrite: bool) -> None:
-    """Create (or reuse, when resuming) the run directory and save the resolved config."""
-    if resume:
-        if not (run_dir / "config.yaml").is_file():
-            raise RunDirError(f"cannot resume: {run_dir} holds no hacray run (no config.yaml)")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"run directory {run_dir} already exists; "
-                              "pass --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-    except OSError as err:
-        raise RunDirError(f"cannot write run directory {run_dir}: {err.strerror}") from None
-
-
-def check_resume_config(run_dir: Path, config: Config) -> None:
-    """A resumed run must keep the shapes of the saved one."""
-    from hacray.config import load_config
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"cannot resume: {run_dir} holds no hacray run (no config.yaml)")
-    saved = load_config(run_dir / "config.yaml")
-    for section, key in (("env", "id"), ("agent", "levels"), ("learner", "hidden")):
-        old, new = getattr(getattr(saved, section), key), getattr(getattr(config, section), key)
-        if old != new:
-            raise ConfigError(f"config: {section}.{key} is {new!r} but the run being resumed "
-                              f"used {old!r}")
 
 
 def hyperparameter_table(config: Config) -> str:

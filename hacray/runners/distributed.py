@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,14 +24,14 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hacray import checkpoint
 from hacray.algo.learner import level_threads
-from hacray.config import Config, ConfigError
+from hacray.config import Config, ConfigError, save_config
 from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
 from hacray.runners.actors import (Evaluator, LearnerActor, ReplayActor, RolloutWorker, get,
                                    meters)
+from hacray.rundir import check_resume_config, prepare_run_dir
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
-                                   check_resume_config, hyperparameter_table, prepare_run_dir,
-                                   summarize)
+                                   hyperparameter_table, summarize)
 from hacray.types import LearnerSnapshot, ReplayStatus
 
 WATCH_S = 0.5           # how often the driver reads the counters
@@ -63,7 +64,16 @@ def train_distributed(config: Config, run_dir: Path, resume: bool = False,
     Blueprint.of(config, spec)  # and the levels' spaces
     if resume:
         check_resume_config(run_dir, config)
-    prepare_run_dir(run_dir, config, resume, overwrite)
+    lock = prepare_run_dir(run_dir, partial(save_config, config), resume, overwrite)
+    try:
+        return _train_held(config, spec, run_dir, resume, progress)
+    finally:
+        lock.release()
+
+
+def _train_held(config: Config, spec: EnvSpec, run_dir: Path, resume: bool,
+                progress: Optional[bool]) -> dict[str, Any]:
+    """The run, once its directory is held and ready."""
     state = snapshot = None
     if resume:
         path, state, notes = checkpoint.load_latest(run_dir)

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hacray import checkpoint, seeding
 from hacray.algo.rollout import run_episode
-from hacray.config import Config
+from hacray.config import Config, save_config
 from hacray.envs import make_env
 from hacray.logging import RunLogger
-from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
-                                   check_resume_config, evaluate, hyperparameter_table,
-                                   prepare_run_dir, summarize)
+from hacray.rundir import check_resume_config, prepare_run_dir
+from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources, evaluate,
+                                   hyperparameter_table, summarize)
 from hacray.types import EpisodeStats
 
 
@@ -28,22 +29,26 @@ class LocalTrainer:
         self.blueprint = Blueprint.of(config, self.env.spec)  # checks the levels' spaces
         if resume:
             check_resume_config(run_dir, config)
-        prepare_run_dir(run_dir, config, resume, overwrite)
-        self.config, self.run_dir = config, run_dir
-        self.learner = self.blueprint.learner()
-        self.replay = self.blueprint.replay()
-        self.policy = self.blueprint.policy()
-        self.env_rng = seeding.rng(config.train.seed, "env", 0, 0)
-        self.env_steps = self.episodes = self.evaluations = 0
-        self.video_every = config.train.video_every if config.train.tensorboard else 0
-        self.best_success = -1.0
-        self.wall_offset = 0.0
-        self.recent: list = []
-        if resume:
-            self._restore()
-        self.logger = RunLogger(run_dir, config.train.tensorboard)
-        self.logger.text("hyperparameters", hyperparameter_table(config))
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.lock = prepare_run_dir(run_dir, partial(save_config, config), resume, overwrite)
+        try:
+            self.config, self.run_dir = config, run_dir
+            self.learner = self.blueprint.learner()
+            self.replay = self.blueprint.replay()
+            self.policy = self.blueprint.policy()
+            self.env_rng = seeding.rng(config.train.seed, "env", 0, 0)
+            self.env_steps = self.episodes = self.evaluations = 0
+            self.video_every = config.train.video_every if config.train.tensorboard else 0
+            self.best_success = -1.0
+            self.wall_offset = 0.0
+            self.recent: list = []
+            if resume:
+                self._restore()
+            self.logger = RunLogger(run_dir, config.train.tensorboard)
+            self.logger.text("hyperparameters", hyperparameter_table(config))
+            self.progress = sys.stderr.isatty() if progress is None else progress
+        except BaseException:
+            self.lock.release()
+            raise
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -172,6 +177,10 @@ class LocalTrainer:
 
 def train_local(config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False,
                 progress: bool | None = None) -> dict[str, Any]:
-    return LocalTrainer(config, run_dir, resume, overwrite, progress).run()
+    trainer = LocalTrainer(config, run_dir, resume, overwrite, progress)
+    try:
+        return trainer.run()
+    finally:
+        trainer.lock.release()
 
 

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from hacray.config import Config, ConfigError, load_config, to_dict
-from hacray.runners.common import RunDirError
+from hacray.rundir import RunDirError
 
 SUCCESS_TARGET = 0.9
 """Evaluation success whose first arrival the summary reports, in env steps."""
