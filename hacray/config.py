@@ -69,6 +69,10 @@ class AgentConfig:
     """Probability of a uniformly random action, per level, while exploring."""
     noise_std: float = 0.2
     """Gaussian exploration noise, as a fraction of each action's half-range."""
+    top_until_episode_end: bool = False
+    """The top level proposes subgoals until the env's episode ends, not at most H_top times.
+    HAC's cap ends an episode early when subgoals are reached in fewer than H_0 steps (on
+    PointMaze_Large: ~60-100 of 800 steps). Its Q is then clipped to -1/(1-gamma), not -H_top."""
     drop_degenerate: bool = True
     """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
 

@@ -145,3 +145,22 @@ def test_summary_splits_success_by_goal_kind():
     assert (split["eval/episodes_table"], split["eval/episodes_air"]) == (3.0, 2.0)
     plain = summarize([stats(1.0, ""), stats(0.0, "")], "train")  # kinds not told: no split
     assert not [key for key in plain if "_table" in key or "_air" in key or "episodes_" in key]
+
+
+@pytest.mark.parametrize("until_end,steps,q_low", [(False, 10, -2.0), (True, 30, -50.0)])
+def test_the_top_level_is_capped_at_its_horizon_unless_told_to_run_until_the_end(
+        until_end, steps, q_low):
+    """HAC gives the top level H attempts: with 2 subgoals of up to 5 steps an episode of the
+    30-step env ends after at most 10 steps. agent.top_until_episode_end lets it go on."""
+    overrides = ("agent.levels=2", "agent.horizons=[5,2]", "agent.subgoal_test_prob=0",
+                 "learner.gamma=0.98", f"agent.top_until_episode_end={str(until_end).lower()}")
+    episode, config = play(overrides, explore=False)
+    top = episode.segments[1][0]
+    if until_end:
+        assert episode.stats.env_steps == 30 and len(top.actions) >= 6
+    else:
+        assert episode.stats.env_steps <= steps and len(top.actions) == 2
+    assert sum(len(s.actions) for s in episode.segments[0]) == episode.stats.env_steps
+    spec = make_env(config.env).spec
+    assert Blueprint.of(config, spec).spaces[1].q_low == pytest.approx(q_low)
+    assert Blueprint.of(config, spec).spaces[0].q_low == -5.0  # the lower level keeps -H_0

@@ -66,7 +66,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     for i in range(levels):
         top = i == levels - 1
         horizon = agent.horizons[i]
-        q_low = -1.0 / (1.0 - config.learner.gamma) if levels == 1 else -float(horizon)
+        # a level's return is at least -H (H attempts of reward -1, or one test penalty of -H),
+        # unless it has no cap on its attempts: flat, or a top level that runs until the end
+        uncapped = levels == 1 or (top and agent.top_until_episode_end)
+        q_low = -1.0 / (1.0 - config.learner.gamma) if uncapped else -float(horizon)
         spaces.append(LevelSpace(
             index=i, horizon=horizon,
             goal_dim=spec.goal_dim if top else sub_dim,

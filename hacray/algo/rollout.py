@@ -7,6 +7,7 @@ one batched policy call per level and step; :func:`run_episode` plays one.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Generator, NamedTuple, Sequence
 
@@ -178,7 +179,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     """Level ``level`` pursues ``goal`` for up to H attempts; returns whether it reached it.
 
     Lower levels return as soon as their goal is reached; the top level uses all its attempts
-    unless the env's episode ends first. ``testing`` (a subgoal test above) switches off noise.
+    unless the env's episode ends first, or, with ``agent.top_until_episode_end``, goes on until
+    the episode ends. ``testing`` (a subgoal test above) switches off noise.
     """
     space = policy.spaces[level]
     rec.goals[level] = goal
@@ -186,7 +188,9 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved)]
     actions, hindsight, tested, missed = [], [], [], []
     goal_hit = False
-    for _ in range(space.horizon):
+    top = level == len(policy.spaces) - 1
+    attempts = itertools.count() if top and agent.top_until_episode_end else range(space.horizon)
+    for _ in attempts:
         action = yield ActRequest(level, rec.obs, goal)
         if explore and not testing:
             action = _explore(action, space, agent, rng)
@@ -214,7 +218,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         obs_rows.append(rec.obs)
         ach_rows.append(space.achieved(rec.obs, rec.env_achieved))
         goal_hit = bool(reached(ach_rows[-1], goal))
-        if rec.done or (goal_hit and level < len(policy.spaces) - 1):
+        if rec.done or (goal_hit and not top):
             break
     rec.segments[level].append(Segment(
         level=level, obs=np.array(obs_rows), achieved=np.array(ach_rows),
