@@ -179,3 +179,43 @@ def test_distributed_runs_put_evaluation_videos_in_tensorboard_too(tmp_path):
     images = tensorboard_images(run_dir)
     assert len(images) == (len(records) + 1) // 2 and images[0][0] == "eval/video"
     assert Image.open(io.BytesIO(images[0][1])).n_frames == 30
+
+
+@pytest.mark.mujoco
+def test_maze_frames_are_the_envs_own_with_goal_markers():
+    from hacray.render import GymPainter
+    env = make_env(load_config(CONFIGS / "point_maze_large_l2.yaml").env, render=True)
+    obs, _, goal = env.reset(0)
+    painter = GymPainter(env)
+    try:
+        subgoal = np.array([1.0, 0.0], np.float32)
+        with_goals = painter.frame(obs, (subgoal, goal), "")
+        far_away = np.full(2, 100.0, np.float32)
+        without = painter.frame(obs, (far_away, far_away), "")
+    finally:
+        painter.close()
+        env.close()
+    assert with_goals.size == (480, 480)  # the env's own frame size
+    orange = tuple(int(255 * c) for c in SUBGOAL_COLOURS[0][:3])
+    assert near_colour(with_goals, orange, tolerance=70) > near_colour(without, orange, 70) + 20
+    assert changed_pixels(with_goals, without) > 200
+
+
+def make_frameless_point_goal():
+    """The example env, from a factory that takes no render_mode: it renders no frames."""
+    import importlib.util
+    path = CONFIGS.parent / "examples" / "point_goal_env.py"
+    spec = importlib.util.spec_from_file_location("point_goal_env_copy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PointGoalEnv()
+
+
+def test_an_env_that_renders_no_frames_is_one_line_exit_2(tmp_path, capsys):
+    run_dir = train(tmp_path / "run", "../examples/point_goal.yaml", 300, "--set",
+                    "env.entry_point=test_video:make_frameless_point_goal", "--set", "env.kwargs={}")
+    code = main(["evaluate", str(run_dir), "--video", str(tmp_path / "v.gif")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1
+    assert "PointGoal renders no rgb_array frames: its env must accept render_mode" in err, err
+    assert not (tmp_path / "v.gif").exists()

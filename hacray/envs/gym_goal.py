@@ -13,7 +13,7 @@ upload there).
   else the achieved goal within ``goal_threshold`` of the desired goal. HER rewards relabelled
   goals by that distance, so ``goal_threshold`` is needed: from the config, else the env's
   ``distance_threshold``.
-- Level 0 acts in [-1, 1]^d, scaled to the env's action box.
+- Level 0 acts in [-1, 1]^d (rollouts keep its actions there), scaled to the env's box.
 - The default subgoal space is the whole observation where its box is bounded; elsewhere the
   config names it (``env.subgoal_indices``, with ``_low`` / ``_high`` where the box has no
   finite bounds there).
@@ -181,6 +181,8 @@ class GymGoalEnv:
             obs_space, achieved_space, goal_space = goal_spaces(self.env, name)
             self.act_low, act_high = action_box(self.env, name)
             self.act_half = (act_high - self.act_low) / 2
+            # level 0 acts in [-1, 1] (its actions already clipped there): most envs' own box
+            self.unit_box = bool(np.all(self.act_low == -1.0) and np.all(act_high == 1.0))
             self.with_achieved = config.observe_achieved_goal
             low, high = obs_space.low, obs_space.high
             if self.with_achieved:
@@ -217,8 +219,9 @@ class GymGoalEnv:
         return obs, achieved, self.goal
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
-        env_action = self.act_low + self.act_half * (np.clip(action, -1.0, 1.0) + 1.0)
-        observation, _, terminated, truncated, info = self.env.step(env_action)
+        if not self.unit_box:
+            action = self.act_low + self.act_half * (action + 1.0)
+        observation, _, terminated, truncated, info = self.env.step(action)
         self.elapsed += 1
         obs, achieved = self._split(observation)
         flag = info.get("is_success", info.get("success"))
