@@ -20,12 +20,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from hacray.errors import CheckpointError
+
 PATTERN = re.compile(r"^ckpt_(\d{12})\.pt$")
 REPLAY_PATTERN = re.compile(r"^replay_(\d{12})\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint; the message says which file and why."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

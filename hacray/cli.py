@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from hacray.algo.learner import NumericalError
-from hacray.checkpoint import CheckpointError
 from hacray.config import Config, ConfigError, load_config
+from hacray.errors import CheckpointError, NumericalError
 from hacray.rundir import RunDirError
 
 USAGE_ERRORS = (ConfigError, CheckpointError, RunDirError)

@@ -16,3 +16,19 @@ def test_the_algorithm_never_imports_torch_outside_the_learner_and_networks():
     algo = PACKAGE / "algo"
     importing = sorted(p.name for p in algo.glob("*.py") if "import torch" in p.read_text())
     assert importing == ["learner.py", "networks.py"]
+
+
+def test_the_cli_and_what_a_rollout_worker_runs_import_neither_torch_nor_ray():
+    """A worker plays episodes with the numpy policy; the CLI parses and reports errors: on a
+    32-worker node each needless torch is ~32 copies in memory. A fresh interpreter tells."""
+    import subprocess
+    import sys
+    code = ("import sys, hacray.cli, hacray.algo.rollout, hacray.algo.replay, hacray.envs\n"
+            "from hacray.config import load_config\n"
+            "from hacray.envs import make_env\n"
+            "make_env(load_config(None, ('env.id=PointMass-v0',)).env)\n"
+            "print(sorted({'torch', 'ray'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

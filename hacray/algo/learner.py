@@ -21,15 +21,12 @@ from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.networks import Actor, Critic, export_actor
 from hacray.algo.normalizer import Normalizer, drift, stats_from_dict
 from hacray.config import LearnerConfig
+from hacray.errors import NumericalError
 from hacray.types import NormalizerStats, PolicyWeights, Transitions
 
 
 MAX_CONSECUTIVE_SKIPS = 100
 """A run whose updates are non-finite this many times in a row stops (see NumericalError)."""
-
-
-class NumericalError(RuntimeError):
-    """Training produced non-finite numbers it cannot recover from; nothing bad was saved."""
 
 
 def pick_device(requested: str) -> torch.device:

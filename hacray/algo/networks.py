@@ -1,8 +1,7 @@
-"""Goal-conditioned actor and critic MLPs, and a numpy forward pass for rollout workers.
+"""Goal-conditioned actor and critic MLPs (torch: the learner's side).
 
-Workers never see torch: the learner exports each actor as a dict of float32 arrays, the
-policy lays each out once per weight version (:func:`actor_layers`) and :func:`actor_forward`
-evaluates it (a numpy MLP on a few rows is faster than torch's dispatch).
+Workers never see torch: the learner exports each actor as a dict of float32 arrays
+(:func:`export_actor`), which :mod:`hacray.algo.numpy_policy` evaluates.
 """
 from __future__ import annotations
 
@@ -47,25 +46,3 @@ def export_actor(actor: Actor) -> dict[str, np.ndarray]:
     """The actor's parameters as float32 numpy arrays (on the CPU)."""
     return {name: p.detach().to("cpu", torch.float32).numpy().copy()
             for name, p in actor.state_dict().items()}
-
-
-Layers = list[tuple[np.ndarray, np.ndarray]]
-"""An exported actor ready to evaluate: (weight transposed to (in, out), C-contiguous; bias)."""
-
-
-def actor_layers(params: dict[str, np.ndarray]) -> Layers:
-    """The exported actor's layers in the layout :func:`actor_forward` multiplies fastest
-    (a contiguous (in, out) matrix: ~1.4x faster than a transposed view on batches of 4)."""
-    return [(np.ascontiguousarray(params[f"net.{2 * i}.weight"].T), params[f"net.{2 * i}.bias"])
-            for i in range(len(params) // 2)]
-
-
-def actor_forward(layers: Layers, inputs: np.ndarray) -> np.ndarray:
-    """Evaluate an exported actor on normalised ``concat(obs, goal)`` rows; returns tanh output."""
-    x = inputs
-    for i, (weight, bias) in enumerate(layers):
-        x = x @ weight
-        x += bias
-        if i < len(layers) - 1:
-            np.maximum(x, 0.0, out=x)
-    return np.tanh(x, out=x)

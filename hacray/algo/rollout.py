@@ -14,7 +14,7 @@ from typing import Callable, Generator, NamedTuple, Sequence
 import numpy as np
 
 from hacray.algo.hierarchy import LevelSpace
-from hacray.algo.networks import Layers, actor_forward, actor_layers
+from hacray.algo.numpy_policy import Layers, actor_forward, actor_layers
 from hacray.algo.normalizer import Normalizer
 from hacray.algo.relabel import distance_reached
 from hacray.config import AgentConfig, LearnerConfig
