@@ -65,7 +65,7 @@ def _tune_parser(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from hacray.video import default_gl_backend
+    from hacray.render import default_gl_backend
     default_gl_backend()  # MuJoCo reads MUJOCO_GL once, at import: set it before any env exists
     try:
         if args.command == "train":

@@ -14,6 +14,8 @@ every lower one the subgoal proposed by level i+1 (one colour per level, see ``g
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -245,3 +247,13 @@ def painter_for(env: GoalEnv, width: int, height: int) -> Painter:
     if isinstance(env, GymGoalEnv):
         return GymPainter(env)
     return MujocoPainter(env, width, height)
+
+
+def default_gl_backend() -> None:
+    """Headless Linux has no window for MuJoCo's default (GLFW): use EGL unless told otherwise.
+
+    MuJoCo reads MUJOCO_GL when first imported, so this only acts before that import.
+    """
+    headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+    if headless and "MUJOCO_GL" not in os.environ and "mujoco" not in sys.modules:
+        os.environ["MUJOCO_GL"] = "egl"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple, Protocol, Sequence
@@ -25,7 +24,8 @@ from hacray.algo.rollout import Policy, run_episode
 from hacray.config import Config
 from hacray.envs import GoalEnv
 from hacray.evaluate import LoadedPolicy, load_policy
-from hacray.render import FrameSizeError, NoFramesError, Painter, painter_for
+from hacray.render import (FrameSizeError, NoFramesError, Painter, default_gl_backend,
+                           painter_for)
 from hacray.types import EpisodeStats
 
 
@@ -167,16 +167,6 @@ def episode_frames(env: GoalEnv, policy: Policy, config: Config, *, width: int =
     finally:
         painter.close()
     return frames
-
-
-def default_gl_backend() -> None:
-    """Headless Linux has no window for MuJoCo's default (GLFW): use EGL unless told otherwise.
-
-    MuJoCo reads MUJOCO_GL when first imported, so this only acts before that import.
-    """
-    headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-    if headless and "MUJOCO_GL" not in os.environ and "mujoco" not in sys.modules:
-        os.environ["MUJOCO_GL"] = "egl"
 
 
 def _open_painter(loaded: LoadedPolicy, width: int, height: int) -> Painter:

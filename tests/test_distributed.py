@@ -153,7 +153,7 @@ def test_a_local_ray_started_by_hacray_runs_its_actors_at_normal_priority():
 @pytest.mark.parametrize("cpus,asked,expected", [(0.5, 0, 1), (2, 0, 2), (2, 1, 1)])
 def test_the_learner_actor_runs_as_many_level_threads_as_it_was_granted_cpus(
         local_ray, cpus, asked, expected):
-    from hacray.runners.actors import granted_level_threads
+    from hacray.runners.learner_actor import granted_level_threads
     config = load_config(POINT_MASS, (f"learner.level_threads={asked}",))  # 2 levels
     task = ray.remote(lambda: granted_level_threads(config).learner.level_threads)
     assert ray.get(task.options(num_cpus=cpus).remote(), timeout=60) == expected

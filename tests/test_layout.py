@@ -9,7 +9,9 @@ RAY_IMPORT = re.compile(r"^\s*(import ray|from ray[ .])", re.MULTILINE)
 def test_only_the_ray_shells_import_ray():
     importing = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                        if RAY_IMPORT.search(p.read_text()))
-    assert importing == ["runners/actors.py", "runners/distributed.py", "runners/tune.py"]
+    assert importing == ["runners/distributed.py", "runners/evaluator_actor.py",
+                         "runners/learner_actor.py", "runners/ray_util.py",
+                         "runners/replay_actor.py", "runners/tune.py", "runners/worker_actor.py"]
 
 
 def test_the_algorithm_never_imports_torch_outside_the_learner_and_networks():
@@ -24,11 +26,27 @@ def test_the_cli_and_what_a_rollout_worker_runs_import_neither_torch_nor_ray():
     import subprocess
     import sys
     code = ("import sys, hacray.cli, hacray.algo.rollout, hacray.algo.replay, hacray.envs\n"
+            "import hacray.runners.common\n"
             "from hacray.config import load_config\n"
             "from hacray.envs import make_env\n"
             "make_env(load_config(None, ('env.id=PointMass-v0',)).env)\n"
+            "assert hacray.cli.main(['train', '--set', 'learner.nope=1']) == 2\n"
             "print(sorted({'torch', 'ray'} & set(sys.modules)))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_rollout_worker_imports_no_torch():
+    """What a worker process imports: its actor's module, and those of the actors it holds
+    handles to (Ray imports an actor's module to make a handle): ray, but not torch."""
+    import subprocess
+    import sys
+    code = ("import sys, hacray.runners.worker_actor, hacray.runners.replay_actor\n"
+            "import hacray.runners.learner_actor\n"
+            "print('torch' in sys.modules, 'ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -149,6 +149,15 @@ class HierarchicalReplay:
     def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
         return self.obs_stats, tuple(self.goal_stats)
 
+    def restore_normalizer_stats(self, obs_stats: NormalizerStats,
+                                 goal_stats: tuple[NormalizerStats, ...]) -> None:
+        """Go on from statistics saved elsewhere (a resumed run's learner, when its replay
+        snapshot is missing): new episodes merge into them instead of starting afresh."""
+        if len(goal_stats) != len(self.goal_stats):
+            raise ValueError(f"{len(goal_stats)} levels' goal statistics for a replay of "
+                             f"{len(self.goal_stats)} levels")
+        self.obs_stats, self.goal_stats = obs_stats, list(goal_stats)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to go on exactly: every level's rows, the
         statistics, the counters and the sampling rng's state (numpy arrays and plain values)."""

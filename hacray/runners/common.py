@@ -5,19 +5,21 @@ import math
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from hacray import seeding
 from hacray.algo.hierarchy import LevelSpace, level_spaces
-from hacray.algo.learner import Learner
 from hacray.algo.relabel import distance_reached
 from hacray.algo.replay import HierarchicalReplay, LevelSpec
 from hacray.algo.rollout import Policy, run_episode
 from hacray.config import Config, ConfigError
 from hacray.envs import EnvSpec, GoalEnv
 from hacray.types import EpisodeStats
+
+if TYPE_CHECKING:
+    from hacray.algo.learner import Learner
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class Blueprint:
     def of(cls, config: Config, spec: EnvSpec) -> "Blueprint":
         return cls(config, spec, tuple(level_spaces(config, spec)))
 
-    def learner(self) -> Learner:
+    def learner(self) -> "Learner":
+        from hacray.algo.learner import Learner  # torch: only where a learner is built
         seed = seeding.int_seed(self.config.train.seed, "learner")
         return Learner(list(self.spaces), self.spec.obs_dim, self.config.learner, seed)
 

@@ -1,4 +1,11 @@
-"""The driver of a run on Ray: starts the actors of ``hacray.runners.actors``, then watches.
+"""The driver of a run on Ray: starts the actors, then watches.
+
+The actors, one module each: ``replay_actor``, ``learner_actor``, ``worker_actor`` and
+``evaluator_actor`` (``ray_util`` holds what they share). Data flows one way: rollout workers
+push whole episodes straight to the replay actor; the learner actor samples from it and
+publishes weights (one ``ray.put`` per version); workers pull the newest weights' ref once per
+round of episodes. Every blocking call has a timeout: a dead peer fails the run loudly instead
+of hanging it.
 
 Learner and replay are placed together (with the GPU, if any); rollout workers and the
 evaluator wherever Ray likes. The driver evaluates, logs and checkpoints every eval_every env
@@ -27,8 +34,11 @@ from hacray.algo.learner import level_threads
 from hacray.config import Config, ConfigError, save_config
 from hacray.envs import EnvSpec, make_env
 from hacray.logging import RunLogger
-from hacray.runners.actors import (Evaluator, LearnerActor, ReplayActor, RolloutWorker, get,
-                                   meters)
+from hacray.runners.evaluator_actor import Evaluator
+from hacray.runners.learner_actor import LearnerActor
+from hacray.runners.ray_util import get, meters
+from hacray.runners.replay_actor import ReplayActor
+from hacray.runners.worker_actor import RolloutWorker
 from hacray.rundir import check_resume_config, prepare_run_dir
 from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
                                    hyperparameter_table, summarize)

@@ -155,8 +155,9 @@ class LocalTrainer:
             self.replay.load_state_dict(replay)
         else:  # an empty replay's normaliser statistics go on from the learner's, which
             # train() would otherwise replace with those of the new episodes alone
-            self.replay.obs_stats = self.learner.obs_norm.stats
-            self.replay.goal_stats = [level.goal_norm.stats for level in self.learner.levels]
+            self.replay.restore_normalizer_stats(
+                self.learner.obs_norm.stats,
+                tuple(level.goal_norm.stats for level in self.learner.levels))
         self.recent = [EpisodeStats(*stats) for stats in state.get("recent", [])]
         self.env_steps, self.episodes = counters["env_steps"], counters["episodes"]
         self.best_success, self.wall_offset = counters["best_success"], counters["wall_time_s"]

@@ -1,0 +1,136 @@
+"""The learner as a Ray actor: it samples from the replay actor, updates every level and
+publishes weights (one ``ray.put`` per version) for the workers to pull.
+
+torch is imported inside the actor, not by this module: a handle to an actor makes its holder
+import the actor's module, and every rollout worker holds one to the learner."""
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections import deque
+from dataclasses import replace
+from typing import Any, Optional
+
+import ray
+
+from hacray.config import Config
+from hacray.envs import EnvSpec
+from hacray.runners.common import Blueprint
+from hacray.runners.ray_util import meters
+from hacray.types import LearnerPace, LearnerSnapshot, Sample
+
+SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
+BATCHES_PER_SAMPLE = 4  # updates' batches per request: Ray's cost per call spread over four
+
+
+def granted_level_threads(config: Config) -> Config:
+    """``learner.level_threads`` 0 (one per level) in an actor means at most the CPUs that Ray
+    granted it, rounded down: a local Ray on a small machine shrinks every request, and level
+    threads beyond the grant would only take cores from the rollout workers."""
+    from hacray.algo.learner import level_threads
+    granted = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    threads = level_threads(config.learner, config.agent.levels, cpus=granted)
+    return replace(config, learner=replace(config.learner, level_threads=threads))
+
+
+@ray.remote
+class LearnerActor:
+    """The Learner fed by the replay actor. An asyncio actor: weight requests and snapshots are
+    answered between two updates, never during one."""
+
+    def __init__(self, config: Config, spec: EnvSpec, state: Optional[dict[str, Any]],
+                 replay: ray.actor.ActorHandle):
+        # sampled batches arrive as read-only numpy views; the learner only reads them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        self.learner = Blueprint.of(granted_level_threads(config), spec).learner()
+        if state is not None:
+            self.learner.load_state_dict(state)
+        self.replay, self.batch_size = replay, config.learner.batch_size
+        self.updates_per_env_step = config.replay.updates_per_env_step
+        self.timeout_s = config.distributed.timeout_s
+        # publish as often as the local runner does: once per cycle of exploration episodes
+        self.publish_every = max(1, round(config.train.episodes_per_cycle * spec.max_episode_steps
+                                          * config.replay.updates_per_env_step))
+        self.metrics: dict[str, Any] = {}
+        self.stats_counts: tuple[float, ...] = ()  # of the normaliser statistics in use
+        self.stopping, self.published_at = False, -1
+        self.meters = meters("learner", ("updates",), ("policy_version",))
+        self._publish()
+
+    async def run(self) -> LearnerPace:
+        """Sample -> set normaliser statistics -> update -> publish, until ``stop``; a later
+        ``run`` goes on from there. Returns its steady pace, for benchmarks."""
+        self.stopping = False
+        requests = deque(self._request() for _ in range(SAMPLES_IN_FLIGHT))
+        first, start, updating_s = self.learner.updates, None, 0.0
+        while not self.stopping:
+            try:
+                samples = await asyncio.wait_for(requests.popleft(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"hacray: replay did not answer within {self.timeout_s:.0f} s") from None
+            requests.append(self._request())
+            for sample in samples or ():  # None: replay still filling, or the learner ahead
+                began = time.perf_counter()
+                self._update(sample)
+                if start is None:
+                    first, start = self.learner.updates, time.perf_counter()
+                else:
+                    updating_s += time.perf_counter() - began
+                if self.learner.updates % self.publish_every == 0:
+                    self._publish()
+        return LearnerPace(self.learner.updates - first,
+                           0.0 if start is None else time.perf_counter() - start, updating_s)
+
+    async def train(self, env_steps: int) -> None:
+        """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
+        then publish."""
+        owed = int(self.updates_per_env_step * env_steps) - self.learner.updates
+        while owed > 0:
+            samples = await asyncio.wait_for(
+                self.replay.sample.remote(self.batch_size, min(owed, BATCHES_PER_SAMPLE)),
+                self.timeout_s)
+            if samples is None:  # replay not filled to min_size yet
+                break
+            for sample in samples:
+                self._update(sample)
+            owed -= len(samples)
+        self._publish()
+
+    def _request(self) -> asyncio.Future:
+        """A sample request, its reply handed to the event loop as it arrives: awaiting the
+        ref itself would only start listening for it at the ``await``, after the update before
+        it (with 4 batches per request: learner efficiency 0.937 -> 0.991, BENCHMARKS.md).
+        Not ``ref.as_future()``: Ray 2.60 logs a deprecation line on every call of it."""
+        ref = self.replay.sample.remote(self.batch_size, BATCHES_PER_SAMPLE)
+        return asyncio.wrap_future(ref.future())
+
+    def _update(self, sample: Sample) -> None:
+        counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
+        if counts != self.stats_counts:  # statistics change only when replay got new episodes
+            self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
+            self.stats_counts = counts
+        self.metrics = self.learner.update(sample.batches)
+        self.meters["updates"].inc()
+
+    async def stop(self) -> None:
+        self.stopping = True
+
+    async def latest(self, known_version: int) -> Optional[list[ray.ObjectRef]]:
+        """The newest weights' ref, unless ``known_version`` is already the newest."""
+        return None if known_version == self.learner.version else [self.weights]
+
+    async def snapshot(self) -> LearnerSnapshot:
+        """The current weights (published now if there are newer ones) and the whole state."""
+        self._publish()
+        learner = self.learner
+        return LearnerSnapshot(learner.updates, learner.version, learner.skipped_updates,
+                               {k: float(v) for k, v in self.metrics.items()}, [self.weights],
+                               learner.state_dict())
+
+    def _publish(self) -> None:
+        """One ``ray.put`` per version (none without new updates); all workers get this ref."""
+        if self.learner.updates != self.published_at:
+            self.weights, self.published_at = ray.put(self.learner.weights()), self.learner.updates
+            self.meters["policy_version"].set(self.learner.version)
