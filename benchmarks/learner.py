@@ -17,9 +17,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from hacray.blueprint import Blueprint
 from hacray.config import load_config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint
 from hacray.types import Transitions
 
 

@@ -40,9 +40,9 @@ import numpy as np
 import ray
 import ray._private.state  # the GCS actor table: the public state API needs the dashboard
 
+from hacray.blueprint import Blueprint
 from hacray.config import Config, load_config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint
 from hacray.runners.distributed import train_distributed
 
 STOP_GRACE_S = 120.0  # after the stopping SIGINT, longest wait before a second one

@@ -46,9 +46,9 @@ import ray
 
 from hacray import seeding
 from hacray.algo.rollout import play, run_episodes
+from hacray.blueprint import Blueprint
 from hacray.config import Config, load_config
 from hacray.envs import make_env, make_envs
-from hacray.runners.common import Blueprint
 from hacray.runners.distributed import DistributedTrainer, init_ray
 from hacray.types import Episode
 

@@ -6,9 +6,10 @@ from typing import Any, NamedTuple
 
 from hacray import checkpoint
 from hacray.algo.rollout import Policy
+from hacray.blueprint import Blueprint
 from hacray.config import Config, load_config
 from hacray.envs import GoalEnv, make_env
-from hacray.runners.common import Blueprint, evaluate, summarize
+from hacray.evaluation import evaluate, summarize
 
 
 class LoadedPolicy(NamedTuple):

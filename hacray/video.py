@@ -140,7 +140,7 @@ def record_episodes(checkpoint_or_run_dir: str | Path, out_path: str | Path, epi
 
 
 def play(loaded: LoadedPolicy, episodes: int, sink: FrameSink) -> Sequence[EpisodeStats]:
-    """The evaluation episodes of ``runners.common.evaluate`` (same seeds), each step to sink."""
+    """The evaluation episodes of ``hacray.evaluation.evaluate`` (same seeds), each step to sink."""
     config = loaded.config
     rng = seeding.rng(config.train.seed, "eval")  # unused without exploration; kept explicit
     stats = []

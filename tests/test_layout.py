@@ -50,3 +50,13 @@ def test_a_rollout_worker_imports_no_torch():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_layers_point_one_way():
+    """envs never import the algorithm; evaluation and videos never import the runners."""
+    def imports(path: Path) -> set[str]:
+        return set(re.findall(r"^\s*(?:from|import) (hacray[\w.]*)", path.read_text(), re.M))
+    for path in (PACKAGE / "envs").glob("*.py"):
+        assert not {m for m in imports(path) if m.startswith("hacray.algo")}, path.name
+    for name in ("evaluate.py", "video.py", "render.py"):
+        assert not {m for m in imports(PACKAGE / name) if m.startswith("hacray.runners")}, name

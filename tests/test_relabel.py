@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from hacray.algo.relabel import distance_reached, hindsight_goal_indices, segment_transitions
+from hacray.algo.relabel import hindsight_goal_indices, segment_transitions
+from hacray.goals import distance_reached
 from hacray.types import Segment
 
 GAMMA, H = float(np.float32(0.9)), 4  # as stored (float32)

@@ -13,10 +13,10 @@ import torch
 
 from hacray import checkpoint
 from hacray.algo import learner as learner_mod
+from hacray.blueprint import Blueprint
 from hacray.cli import main
 from hacray.config import load_config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint
 
 
 def blueprint(*overrides):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from hacray.blueprint import Blueprint
 from hacray.config import load_config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint
 
 
 def play(overrides=(), explore=True, seed=0):
@@ -130,7 +130,7 @@ def test_goal_kind_splits_goals_at_the_air_height(air_goal_z, z, kind):
 
 
 def test_summary_splits_success_by_goal_kind():
-    from hacray.runners.common import summarize
+    from hacray.evaluation import summarize
     from hacray.types import EpisodeStats
 
     def stats(success, kind):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from hacray.blueprint import Blueprint
 from hacray.config import load_config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint
 
 pytestmark = pytest.mark.mujoco
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

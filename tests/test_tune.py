@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from hacray.runners import tune as sweep
 from hacray.cli import main
+from hacray.runners import tune as sweep
 
 
 def run(capsys, *argv):

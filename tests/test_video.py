@@ -15,11 +15,11 @@ import pytest
 from PIL import Image, ImageChops, ImageSequence
 
 from hacray.algo.rollout import run_episode
+from hacray.blueprint import Blueprint
 from hacray.cli import main
 from hacray.config import load_config
 from hacray.envs import make_env
 from hacray.render import SUBGOAL_COLOURS
-from hacray.runners.common import Blueprint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 QUICK = ["--set", "train.eval_every=300", "--set", "train.eval_episodes=2",

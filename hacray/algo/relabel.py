@@ -6,24 +6,10 @@ drawn from ``achieved[t+1 .. n]`` inclusive: the state right after the action co
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
+from hacray.goals import ReachedFn
 from hacray.types import Segment, Transitions
-
-ReachedFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(achieved (N, d), goal (N, d)) -> (N,) bool: is each goal reached."""
-
-
-def distance_reached(threshold: float) -> ReachedFn:
-    """Goal reached when the Euclidean distance is below ``threshold`` (Fetch's rule)."""
-    def reached(achieved: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        # np.linalg.norm(d, axis=-1)'s own arithmetic, without its checks (runs every step)
-        d = achieved - goal
-        return np.sqrt(np.add.reduce(d * d, axis=-1)) < threshold
-    return reached
-
 
 def hindsight_goal_indices(n: int, scheme: str, k: int, rng: np.random.Generator
                            ) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from hacray.algo import normalizer
-from hacray.algo.relabel import ReachedFn, segment_transitions
+from hacray.algo.relabel import segment_transitions
+from hacray.goals import ReachedFn
 from hacray.types import Episode, NormalizerStats, Transitions
 
 

@@ -14,11 +14,11 @@ from typing import Callable, Generator, NamedTuple, Sequence
 import numpy as np
 
 from hacray.algo.hierarchy import LevelSpace
-from hacray.algo.numpy_policy import Layers, actor_forward, actor_layers
 from hacray.algo.normalizer import Normalizer
-from hacray.algo.relabel import distance_reached
+from hacray.algo.numpy_policy import Layers, actor_forward, actor_layers
 from hacray.config import AgentConfig, LearnerConfig
 from hacray.envs import GoalEnv, goal_kind
+from hacray.goals import distance_reached
 from hacray.types import Episode, EpisodeStats, PolicyWeights, Segment
 
 StepHook = Callable[[np.ndarray, tuple[np.ndarray, ...]], None]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from hacray.algo.relabel import distance_reached
 from hacray.config import ConfigError, EnvConfig
 from hacray.envs import EnvSpec, resolve_spec
 from hacray.envs.gym_goal import gym
+from hacray.goals import distance_reached
 
 DEFAULT_SUBGOALS: dict[str, tuple[list[int], list[float], list[float]]] = {
     "FetchReach": ([0, 1, 2], [1.14, 0.55, 0.38], [1.55, 0.95, 0.74]),

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hacray.config import ConfigError, EnvConfig
+from hacray.goals import distance_reached
 
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
@@ -206,7 +207,6 @@ class GymGoalEnv:
         except BaseException:
             self.env.close()
             raise
-        from hacray.algo.relabel import distance_reached
         self.reached = distance_reached(self.spec.goal_threshold)
         self.goal = np.zeros(self.spec.goal_dim, np.float32)
         self.elapsed = 0

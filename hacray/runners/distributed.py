@@ -31,17 +31,18 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from hacray import checkpoint
 from hacray.algo.learner import level_threads
+from hacray.blueprint import Blueprint
 from hacray.config import Config, ConfigError, save_config
 from hacray.envs import EnvSpec, make_env
+from hacray.evaluation import summarize
 from hacray.logging import RunLogger
+from hacray.rundir import check_resume_config, prepare_run_dir
+from hacray.runners.common import StopFlag, Throughput, check_resources, hyperparameter_table
 from hacray.runners.evaluator_actor import Evaluator
 from hacray.runners.learner_actor import LearnerActor
 from hacray.runners.ray_util import get, meters
 from hacray.runners.replay_actor import ReplayActor
 from hacray.runners.worker_actor import RolloutWorker
-from hacray.rundir import check_resume_config, prepare_run_dir
-from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources,
-                                   hyperparameter_table, summarize)
 from hacray.types import LearnerSnapshot, ReplayStatus
 
 WATCH_S = 0.5           # how often the driver reads the counters

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import ray
 
+from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import make_env
-from hacray.runners.common import Blueprint, evaluate, summarize
+from hacray.evaluation import evaluate, summarize
 from hacray.types import PolicyWeights
 
 

@@ -14,9 +14,9 @@ from typing import Any, Optional
 
 import ray
 
+from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
-from hacray.runners.common import Blueprint
 from hacray.runners.ray_util import meters
 from hacray.types import LearnerPace, LearnerSnapshot, Sample
 

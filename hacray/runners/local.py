@@ -9,12 +9,13 @@ from typing import Any
 
 from hacray import checkpoint, seeding
 from hacray.algo.rollout import run_episode
+from hacray.blueprint import Blueprint
 from hacray.config import Config, save_config
 from hacray.envs import make_env
+from hacray.evaluation import evaluate, summarize
 from hacray.logging import RunLogger
 from hacray.rundir import check_resume_config, prepare_run_dir
-from hacray.runners.common import (Blueprint, StopFlag, Throughput, check_resources, evaluate,
-                                   hyperparameter_table, summarize)
+from hacray.runners.common import StopFlag, Throughput, check_resources, hyperparameter_table
 from hacray.types import EpisodeStats
 
 

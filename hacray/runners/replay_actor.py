@@ -11,9 +11,9 @@ import numpy as np
 import ray
 
 from hacray.algo.replay import RateLimiter
+from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
-from hacray.runners.common import Blueprint
 from hacray.runners.ray_util import meters
 from hacray.types import Episode, ReplayStatus, Sample, Turn
 

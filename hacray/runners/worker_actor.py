@@ -10,9 +10,9 @@ import ray
 
 from hacray import seeding
 from hacray.algo.rollout import play, run_episodes
+from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import make_envs
-from hacray.runners.common import Blueprint
 from hacray.runners.ray_util import get, meters
 from hacray.types import Episode, Turn
 
