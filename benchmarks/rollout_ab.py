@@ -52,7 +52,11 @@ def round_player(package: str, task: str, envs: int) -> Callable[[], tuple[int, 
     else:
         made = [envs_module.make_env(config.env) for _ in range(envs)]
     rngs = [seeding.rng(0, "env", 0, i) for i in range(envs)]
-    blueprint = module("runners.common").Blueprint.of(config, made[0].spec)
+    try:  # where Blueprint lives: hacray.blueprint, or runners.common in older checkouts
+        blueprint_type = module("blueprint").Blueprint
+    except ModuleNotFoundError:
+        blueprint_type = module("runners.common").Blueprint
+    blueprint = blueprint_type.of(config, made[0].spec)
     policy = blueprint.policy()
     policy.set_weights(blueprint.learner().weights())
 

@@ -1,4 +1,5 @@
-"""Checkpoints: one object holding the learner's whole state plus the run's counters.
+"""Checkpoints: one record (:class:`RunState`) holding the learner's whole state plus the run's
+counters, RNG streams and recent episodes' statistics, written and read only here.
 
 Written to a temporary file and renamed (a crash never leaves half a checkpoint under a real
 name), rotated (``keep`` newest), with ``best.pt`` copied from the best evaluation success.
@@ -10,10 +11,12 @@ on exactly where it stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,20 +24,61 @@ import numpy as np
 import torch
 
 from hacray.errors import CheckpointError
+from hacray.types import Counters
 
 PATTERN = re.compile(r"^ckpt_(\d{12})\.pt$")
 REPLAY_PATTERN = re.compile(r"^replay_(\d{12})\.pt$")
+
+
+LAYOUT_VERSION = 1
+"""The layout of :meth:`RunState.to_dict`; checkpoints written before the field existed have
+the same layout, and read as version 1."""
+
+
+@dataclass
+class RunState:
+    """One checkpoint. ``rng``: the run's RNG streams' states (``replay``; ``env`` in a local
+    run, whose env stream a distributed run splits per worker); ``recent``: the statistics of
+    the last training episodes (``EpisodeStats`` as tuples), behind ``train/*``."""
+
+    learner: dict[str, Any]
+    counters: Counters
+    rng: dict[str, Any]
+    recent: list[tuple] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": LAYOUT_VERSION, "learner": self.learner,
+                "counters": dataclasses.asdict(self.counters), "rng": self.rng,
+                "recent": self.recent}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], path: Path) -> RunState:
+        """The record of a loaded checkpoint file; CheckpointError naming what is wrong."""
+        version = state.get("version", 1)
+        if version != LAYOUT_VERSION:
+            raise CheckpointError(f"{path} has checkpoint layout {version!r}; this hacray reads "
+                                  f"layout {LAYOUT_VERSION}: use the hacray that wrote it")
+        if "learner" not in state:
+            raise CheckpointError(f"{path} holds no policy (a replay snapshot?); give a "
+                                  "ckpt_*.pt, best.pt or a run directory")
+        try:
+            counters = Counters(**state["counters"])
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{path} has no usable counters") from None
+        return cls(state["learner"], counters, dict(state.get("rng", {})),
+                   list(state.get("recent", [])))
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def save(run_dir: Path, state: dict[str, Any], env_steps: int, keep: int,
-         is_best: bool = False, replay: Optional[dict[str, Any]] = None) -> Path:
+def save(run_dir: Path, run_state: RunState, keep: int, is_best: bool = False,
+         replay: Optional[dict[str, Any]] = None) -> Path:
     """Atomically write ``ckpt_<env_steps>.pt``, drop the oldest beyond ``keep``, copy to best.
     With ``replay`` (a replay's ``state_dict``), write it first as ``replay_<env_steps>.pt``;
     every other replay snapshot is deleted once the checkpoint is in place."""
+    env_steps, state = run_state.counters.env_steps, run_state.to_dict()
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{env_steps:012d}.pt"
@@ -88,12 +132,17 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__})") from None
 
 
-def load_latest(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]]:
+def read(path: Path) -> RunState:
+    """One checkpoint file as its record."""
+    return RunState.from_dict(load(path), path)
+
+
+def load_latest(run_dir: Path) -> tuple[Path, RunState, list[str]]:
     """Newest readable checkpoint of a run, and a warning for each damaged newer one skipped."""
     warnings = []
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load(path), warnings
+            return path, read(path), warnings
         except CheckpointError as err:
             warnings.append(f"{err}; falling back to an older checkpoint")
     raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}")

@@ -27,20 +27,15 @@ def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
 
     The env is open: the caller closes it; ``render``: made to render frames (videos)."""
     path = checkpoint.resolve(target)
-    run_dir = path.parent.parent
-    config = load_config(run_dir / "config.yaml")
+    state = checkpoint.read(path)  # before any env: a file that holds no policy is one line
+    config = load_config(path.parent.parent / "config.yaml")
     env = make_env(config.env, render)
     blueprint = Blueprint.of(config, env.spec)
     learner = blueprint.learner()
-    state = checkpoint.load(path)
-    if "learner" not in state:
-        env.close()
-        raise checkpoint.CheckpointError(f"{path} holds no policy (a replay snapshot?); give a "
-                                         "ckpt_*.pt, best.pt or a run directory")
-    learner.load_state_dict(state["learner"])
+    learner.load_state_dict(state.learner)
     policy = blueprint.policy()
     policy.set_weights(learner.weights())
-    return LoadedPolicy(path, config, env, policy, state["counters"]["env_steps"])
+    return LoadedPolicy(path, config, env, policy, state.counters.env_steps)
 
 
 def evaluate_checkpoint(target: Path, episodes: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -157,3 +158,13 @@ class LearnerSnapshot(NamedTuple):
     metrics: dict[str, float]
     weights: list[Any]
     state: dict[str, Any]
+
+
+@dataclass
+class Counters:
+    """Where a run stands: what a resumed run goes on from."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    best_success: float = -1.0
+    wall_time_s: float = 0.0

@@ -84,7 +84,7 @@ def test_replay_actor_death_fails_loudly(tmp_path, point_mass_yaml, monkeypatch,
         # nothing was written after the replay died, and the last checkpoint still loads
         path, state, notes = checkpoint.load_latest(run_dir)
         assert not notes
-        assert state["counters"]["env_steps"] == records(run_dir)[-1]["env_steps"]
+        assert state.counters.env_steps == records(run_dir)[-1]["env_steps"]
         assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.endswith(".tmp")]
         assert not [a for a in ray.util.list_named_actors() if a.startswith("hacray-")]
     finally:
@@ -222,7 +222,7 @@ def test_a_worker_whose_process_dies_comes_back_with_current_weights(tmp_path, p
     for key in ("env_steps", "updates", "episodes"):
         values = [r[key] for r in saved]
         assert values == sorted(values), (key, values)
-    assert checkpoint.load_latest(run_dir)[1]["counters"]["env_steps"] == last["env_steps"]
+    assert checkpoint.load_latest(run_dir)[1].counters.env_steps == last["env_steps"]
 
 
 def train_cmd(config, run_dir, max_env_steps, *extra):
@@ -231,6 +231,7 @@ def train_cmd(config, run_dir, max_env_steps, *extra):
             "--set", "train.tensorboard=false", *extra]
 
 
+@pytest.mark.training
 def test_driver_sigkill_then_resume_continues(tmp_path, point_mass_yaml):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(train_cmd(point_mass_yaml, run_dir, 20000),
@@ -248,6 +249,7 @@ def test_driver_sigkill_then_resume_continues(tmp_path, point_mass_yaml):
     before = records(run_dir)
     assert len(before) >= 3, err
     ckpt_path, ckpt, _ = checkpoint.load_latest(run_dir)
+    ckpt = ckpt.to_dict()
     ckpt_steps, ckpt_updates = ckpt["counters"]["env_steps"], ckpt["learner"]["updates"]
     # the checkpoint is written right after its record: a record newer than the checkpoint
     # may exist, never a checkpoint without its record
@@ -272,7 +274,7 @@ def test_driver_sigkill_then_resume_continues(tmp_path, point_mass_yaml):
     assert after[-1]["env_steps"] >= budget
     assert json.loads(done.stdout)["env_steps"] == after[-1]["env_steps"]
     # the normaliser came back with the learner: its statistics keep growing, not restart
-    _, newest, _ = checkpoint.load_latest(run_dir)
+    newest = checkpoint.load_latest(run_dir)[1].to_dict()
     assert newest["counters"]["env_steps"] == after[-1]["env_steps"]
     old_count = float(ckpt["learner"]["obs_stats"]["count"])
     new_count = float(newest["learner"]["obs_stats"]["count"])

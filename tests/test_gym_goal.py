@@ -187,6 +187,7 @@ def console(tmp_path):
     return hacray_run
 
 
+@pytest.mark.training
 def test_example_trains_end_to_end_resumes_evaluates_and_records_video(tmp_path):
     """The README's lines, run as a user would from the repository root."""
     run_dir = tmp_path / "run"

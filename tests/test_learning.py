@@ -1,8 +1,11 @@
 """Does it learn? The tiny env end to end in one process (component tier, ~15 s each)."""
 import json
 
+import pytest
 
 from hacray.cli import main
+
+pytestmark = pytest.mark.training
 
 
 def train(tmp_path, point_mass_yaml, *overrides, name="run"):

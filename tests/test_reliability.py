@@ -120,6 +120,7 @@ def test_disk_full_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch,
         f"replay_{steps:012d}.pt"]
 
 
+@pytest.mark.training
 def test_sigterm_writes_a_final_checkpoint_and_exits_promptly(tmp_path, point_mass_yaml):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "hacray", "train", str(point_mass_yaml),
@@ -140,6 +141,7 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_promptly(tmp_path, point_ma
     assert newest["counters"]["env_steps"] == last["env_steps"] == json.loads(out)["env_steps"]
 
 
+@pytest.mark.training
 def test_resume_skips_a_corrupt_newest_checkpoint_and_says_so(tmp_path, capsys, point_mass_yaml):
     run_dir = tmp_path / "run"
     base = ["train", str(point_mass_yaml), "--run-dir", str(run_dir), "--set",

@@ -41,6 +41,7 @@ def assert_same_tree(a, b, where="state"):
         assert a == b or (a != a and b != b), where  # NaN (no subgoals given) equals NaN
 
 
+@pytest.mark.training
 def test_a_resumed_run_goes_on_exactly_as_an_uninterrupted_one(tmp_path, point_mass_yaml,
                                                                  capsys):
     whole, split = tmp_path / "whole", tmp_path / "split"
@@ -53,7 +54,7 @@ def test_a_resumed_run_goes_on_exactly_as_an_uninterrupted_one(tmp_path, point_m
     assert len(a) == len(b) == 3
     assert [comparable(r) for r in a] == [comparable(r) for r in b]
     # bit for bit: every network, target network and optimiser moment, and the counters
-    end_a, end_b = (checkpoint.load_latest(run)[1] for run in (whole, split))
+    end_a, end_b = (checkpoint.load_latest(run)[1].to_dict() for run in (whole, split))
     for key in ("learner", "counters", "rng", "recent"):
         if key == "learner":
             for drop in ("version", "torch_rng"):  # see VARY; the torch rng is never drawn

@@ -38,6 +38,7 @@ def snapshot(run_dir):
     return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name == "config.yaml"}
 
 
+@pytest.mark.training
 def test_a_second_writer_on_a_live_run_is_refused_and_changes_nothing(tmp_path, capsys,
                                                                       point_mass_yaml):
     run_dir = tmp_path / "run"

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hacray import checkpoint, seeding
+from hacray.types import Counters
 
 
 def test_streams_are_reproducible_and_independent():
@@ -22,13 +23,13 @@ def test_eval_seeds_are_fixed_per_run():
 
 
 def state(value):
-    return {"learner": {"w": torch.full((3,), float(value))}, "counters": {"env_steps": value},
-            "rng": np.random.default_rng(value).bit_generator.state}
+    return checkpoint.RunState({"w": torch.full((3,), float(value))}, Counters(env_steps=value),
+                               {"replay": np.random.default_rng(value).bit_generator.state})
 
 
 def test_rotation_keeps_the_newest_and_best_is_a_copy(tmp_path):
     for steps in (100, 200, 300, 400):
-        checkpoint.save(tmp_path, state(steps), steps, keep=2, is_best=steps == 200)
+        checkpoint.save(tmp_path, state(steps), keep=2, is_best=steps == 200)
     names = [p.name for p in checkpoint.list_checkpoints(tmp_path)]
     assert names == ["ckpt_000000000300.pt", "ckpt_000000000400.pt"]
     assert checkpoint.load(tmp_path / "checkpoints" / "best.pt")["counters"]["env_steps"] == 200
@@ -36,11 +37,11 @@ def test_rotation_keeps_the_newest_and_best_is_a_copy(tmp_path):
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
-    checkpoint.save(tmp_path, state(100), 100, keep=3)
-    newest = checkpoint.save(tmp_path, state(200), 200, keep=3)
+    checkpoint.save(tmp_path, state(100), keep=3)
+    newest = checkpoint.save(tmp_path, state(200), keep=3)
     newest.write_bytes(newest.read_bytes()[:50])  # truncated by a crash or full disk
     path, loaded, warnings = checkpoint.load_latest(tmp_path)
-    assert loaded["counters"]["env_steps"] == 100
+    assert loaded.counters.env_steps == 100
     assert len(warnings) == 1 and "unreadable" in warnings[0] and newest.name in warnings[0]
 
 
@@ -50,3 +51,28 @@ def test_loading_refuses_arbitrary_pickles(tmp_path):
     bad.write_bytes(pickle.dumps(print))
     with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
         checkpoint.load(bad)
+
+
+def test_the_checkpoint_record_has_a_layout_version_and_older_files_still_read(tmp_path):
+    path = checkpoint.save(tmp_path, state(100), keep=3)
+    raw = checkpoint.load(path)
+    assert raw["version"] == checkpoint.LAYOUT_VERSION
+    back = checkpoint.read(path)
+    assert back.counters == Counters(env_steps=100) and back.learner["w"].tolist() == [100.0] * 3
+    raw.pop("version")  # written before the field: the same layout
+    torch.save(raw, tmp_path / "old.pt")
+    assert checkpoint.read(tmp_path / "old.pt").counters.env_steps == 100
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"version": 99}, "has checkpoint layout 99; this hacray reads layout 1"),
+    ({"learner": None}, "holds no policy"),
+    ({"counters": {"steps": 3}}, "has no usable counters"),
+])
+def test_a_checkpoint_of_another_layout_is_one_clear_error(tmp_path, change, message):
+    raw = {**state(100).to_dict(), **change}
+    if change.get("learner", 1) is None:
+        raw.pop("learner")
+    torch.save(raw, tmp_path / "x.pt")
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.read(tmp_path / "x.pt")

@@ -190,6 +190,13 @@ def _finite(episode: Episode) -> bool:
                for array in (s.obs, s.achieved, s.goal, s.actions, s.hindsight_actions))
 
 
+def updates_owed(ratio: float, env_steps: int, updates: int) -> int:
+    """Updates a learner owes at the fixed replay ratio ``ratio`` (updates per env step) after
+    ``env_steps`` env steps and ``updates`` updates (negative: it is ahead). Every runner, the
+    limiter and the learner actor's lockstep count by this one rule."""
+    return math.floor(ratio * env_steps) - updates
+
+
 class RateLimiter:
     """Keeps updates per env step near a fixed ratio (Reverb's SampleToInsertRatio, in updates).
 
@@ -201,9 +208,9 @@ class RateLimiter:
         self.ratio, self.tolerance = ratio, tolerance
         self.env_steps, self.updates = 0, 0
 
-    def owed(self) -> float:
+    def owed(self) -> int:
         """Updates the learner may do now (negative: it is ahead)."""
-        return self.ratio * self.env_steps - self.updates
+        return updates_owed(self.ratio, self.env_steps, self.updates)
 
     def can_update(self) -> bool:
         """One more update keeps the learner at most ``tolerance`` updates ahead."""

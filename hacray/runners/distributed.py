@@ -32,18 +32,18 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from hacray import checkpoint
 from hacray.algo.learner import level_threads
 from hacray.blueprint import Blueprint
+from hacray.checkpoint import RunState
 from hacray.config import Config, ConfigError, save_config
 from hacray.envs import EnvSpec, make_env
-from hacray.evaluation import summarize
-from hacray.logging import RunLogger
 from hacray.rundir import check_resume_config, prepare_run_dir
-from hacray.runners.common import StopFlag, Throughput, check_resources, hyperparameter_table
+from hacray.runners.common import StopFlag, Throughput, check_resources
 from hacray.runners.evaluator_actor import Evaluator
 from hacray.runners.learner_actor import LearnerActor
 from hacray.runners.ray_util import get, meters
 from hacray.runners.replay_actor import ReplayActor
+from hacray.runners.runbook import RunBook
 from hacray.runners.worker_actor import RolloutWorker
-from hacray.types import LearnerSnapshot, ReplayStatus
+from hacray.types import Counters, LearnerSnapshot, ReplayStatus
 
 WATCH_S = 0.5           # how often the driver reads the counters
 STARTUP_S = 300.0       # how long new actors may take to start on a loaded machine
@@ -88,7 +88,7 @@ def _train_held(config: Config, spec: EnvSpec, run_dir: Path, resume: bool,
     state = snapshot = None
     if resume:
         path, state, notes = checkpoint.load_latest(run_dir)
-        snapshot, note = checkpoint.load_replay(run_dir, state["counters"]["env_steps"])
+        snapshot, note = checkpoint.load_replay(run_dir, state.counters.env_steps)
         print(*notes, f"hacray: resuming from {path.name}", f"hacray: {note}", sep="\n",
               file=sys.stderr)
     started = init_ray(config.distributed.address)
@@ -169,22 +169,15 @@ class DistributedTrainer:
     """Starts the actors, then watches: evaluate, log and checkpoint every eval_every env steps."""
 
     def __init__(self, config: Config, spec: EnvSpec, run_dir: Path,
-                 state: Optional[dict[str, Any]], progress: Optional[bool],
+                 state: Optional[RunState], progress: Optional[bool],
                  replay_snapshot: Optional[dict[str, Any]] = None):
         self.config, self.spec, self.run_dir, self.state = config, spec, run_dir, state
         self.replay_snapshot = replay_snapshot
-        self.counters = state["counters"] if state else {
-            "env_steps": 0, "episodes": 0, "best_success": -1.0, "wall_time_s": 0.0}
-        self.best_success = self.counters["best_success"]
+        self.book = RunBook(config, run_dir, state.counters if state else Counters(), progress)
         self.timeout_s = config.distributed.timeout_s
         self.actors: list[ray.actor.ActorHandle] = []
         self.group: Optional[PlacementGroup] = None
-        self.logger = RunLogger(run_dir, config.train.tensorboard)
-        self.logger.text("hyperparameters", hyperparameter_table(config))
         self.meters = meters("driver", gauges=("eval_success", "policy_lag"))
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.evaluations = 0
-        self.video_every = config.train.video_every if config.train.tensorboard else 0
         self.run_tag = uuid.uuid4().hex[:8]
 
     def start(self) -> None:
@@ -198,16 +191,15 @@ class DistributedTrainer:
         get(self.group.ready(), self.timeout_s, "placement of learner and replay on one node")
         bundle = [PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
                   for i in range(2)]
+        learner_state = state.learner if state else None
         self.replay = ReplayActor.options(
             name=name("replay"), num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
-            config, self.spec, self.counters, state["learner"]["updates"] if state else 0,
-            state["rng"].get("replay") if state else None, state and state["learner"],
-            self.replay_snapshot)
+            config, self.spec, self.book.counters, learner_state["updates"] if state else 0,
+            state.rng.get("replay") if state else None, learner_state, self.replay_snapshot)
         self.replay_snapshot = None  # the actor holds it now
         self.learner = LearnerActor.options(
             name=name("learner"), num_cpus=cpus["learner"], num_gpus=gpus,
-            scheduling_strategy=bundle[0]).remote(config, self.spec, state and state["learner"],
-                                                  self.replay)
+            scheduling_strategy=bundle[0]).remote(config, self.spec, learner_state, self.replay)
         # a crashed worker comes back fresh (policy version 0) and its run() is retried
         self.workers = [RolloutWorker.options(
             name=name(f"worker-{i}"), num_cpus=cpus["worker"], max_restarts=-1,
@@ -219,9 +211,9 @@ class DistributedTrainer:
 
     def run(self) -> dict[str, Any]:
         """Until max_env_steps or SIGINT/SIGTERM; then a final evaluation and checkpoint."""
-        start = time.perf_counter() - self.counters["wall_time_s"]
-        rates = Throughput(self.counters["env_steps"],
-                           self.state["learner"]["updates"] if self.state else 0)
+        start = time.perf_counter() - self.book.counters.wall_time_s
+        rates = Throughput(self.book.counters.env_steps,
+                           self.state.learner["updates"] if self.state else 0)
         # start-up (imports, envs, networks) is not a peer's silence: it gets its own allowance
         get([actor.__ray_ready__.remote() for actor in self.actors],
             max(self.timeout_s, STARTUP_S), "actor start-up")
@@ -236,26 +228,22 @@ class DistributedTrainer:
 
     def _free_running(self, start: float, rates: Throughput) -> dict[str, Any]:
         """Workers act and the learner learns, each at its own pace within the limiter's."""
-        train = self.config.train
         learning = self.learner.run.remote()
         acting = [worker.run.remote() for worker in self.workers]
-        next_eval = (self.counters["env_steps"] // train.eval_every + 1) * train.eval_every
-        return self._watch(learning, acting, next_eval, start, rates)
+        return self._watch(learning, acting, start, rates)
 
     def _lockstep(self, start: float, rates: Throughput) -> dict[str, Any]:
         """The local runner's loop with its parts in actors: every worker collects a cycle of
         episodes, the learner trains what they owe and publishes, then maybe evaluate."""
         train, timeout_s = self.config.train, self.timeout_s
-        env_steps, last = self.counters["env_steps"], {}
-        next_eval = (env_steps // train.eval_every + 1) * train.eval_every
+        env_steps, last = self.book.counters.env_steps, {}
         with StopFlag() as stop:
             while env_steps < train.max_env_steps and not stop.requested:
                 get([worker.collect.remote(train.episodes_per_cycle) for worker in self.workers],
                     timeout_s, "rollout workers")
                 env_steps = get(self.replay.status.remote(), timeout_s, "replay").env_steps
                 get(self.learner.train.remote(env_steps), timeout_s, "learner")
-                if env_steps >= next_eval or env_steps >= train.max_env_steps:
-                    next_eval += train.eval_every
+                if self.book.due(env_steps):
                     last = self.evaluate_and_save(start, rates)
             if stop.requested:
                 last = self.evaluate_and_save(start, rates)
@@ -270,8 +258,8 @@ class DistributedTrainer:
             pass
         return False
 
-    def _watch(self, learning: ray.ObjectRef, acting: list[ray.ObjectRef], next_eval: int,
-               start: float, rates: Throughput) -> dict[str, Any]:
+    def _watch(self, learning: ray.ObjectRef, acting: list[ray.ObjectRef], start: float,
+               rates: Throughput) -> dict[str, Any]:
         """Evaluate every eval_every env steps until the end; then stop everybody in order."""
         train = self.config.train
         with StopFlag() as stop:
@@ -283,8 +271,8 @@ class DistributedTrainer:
                 env_steps = get(self.replay.status.remote(), self.timeout_s, "replay").env_steps
                 if env_steps >= train.max_env_steps:
                     break
-                if env_steps >= next_eval:
-                    next_eval = (env_steps // train.eval_every + 1) * train.eval_every
+                if self.book.due(env_steps):
+                    self.book.skip_past(env_steps)
                     self.evaluate_and_save(start, rates)
             get(self.replay.close.remote(), self.timeout_s, "replay")
             get(acting, self.timeout_s, "rollout workers, stopping")
@@ -299,51 +287,23 @@ class DistributedTrainer:
         replay = get(self.replay.status.remote(), self.timeout_s, "replay")
         evaluation = get(self.evaluator.evaluate.remote(learner.weights[0]), self.timeout_s,
                          "evaluator")
-        record: dict[str, Any] = {
-            "env_steps": replay.env_steps, "updates": learner.updates,
-            "episodes": replay.episodes, "wall_time_s": time.perf_counter() - start,
-            "policy_version": learner.version, **evaluation, **summarize(replay.recent, "train"),
-            **rates.rates(replay.env_steps, learner.updates), **_metrics(learner, replay)}
-        self.logger.write(record, replay.env_steps, record=True)
-        self._video(replay.env_steps)
+        record = self.book.record(
+            env_steps=replay.env_steps, updates=learner.updates, episodes=replay.episodes,
+            wall_time_s=time.perf_counter() - start, policy_version=learner.version,
+            evaluation=evaluation, recent=replay.recent,
+            rates=rates.rates(replay.env_steps, learner.updates), extra=_metrics(learner, replay))
+        self.book.film(lambda: get(self.evaluator.video.remote(), max(self.timeout_s, STARTUP_S),
+                                   "evaluator"), replay.env_steps)
         self.meters["eval_success"].set(record["eval/success_rate"])
         self.meters["policy_lag"].set(record["policy_lag"])
-        self._save(record, learner, replay)
-        if self.progress:
-            print(f"env_steps {record['env_steps']:>9,d}  updates {record['updates']:>8,d}  "
-                  f"eval success {record['eval/success_rate']:.2f}  "
-                  f"{record['charts/env_steps_per_s']:7.0f} steps/s  "
-                  f"policy lag {record['policy_lag']:4.1f}  {record['wall_time_s']:7.1f} s",
-                  file=sys.stderr, flush=True)
-        return record
-
-    def _video(self, env_steps: int) -> None:
-        """Every ``train.video_every`` evaluations, one evaluation episode to TensorBoard."""
-        self.evaluations += 1
-        if not self.video_every or (self.evaluations - 1) % self.video_every:
-            return
-        frames = get(self.evaluator.video.remote(), max(self.timeout_s, STARTUP_S), "evaluator")
-        if isinstance(frames, str):
-            print(f"hacray: note: evaluation videos off ({frames})", file=sys.stderr)
-            self.video_every = 0
-            return
-        self.logger.gif("eval/video", frames, env_steps)
-
-    def _save(self, record: dict[str, Any], learner: LearnerSnapshot,
-              replay: ReplayStatus) -> None:
-        """The local runner's checkpoint layout: learner state, counters, RNG states."""
-        is_best = record["eval/success_rate"] > self.best_success
-        self.best_success = max(self.best_success, record["eval/success_rate"])
-        counters = {"env_steps": replay.env_steps, "episodes": replay.episodes,
-                    "best_success": self.best_success, "wall_time_s": record["wall_time_s"]}
         # the buffer as it is now: in a free-running run it may hold a few more episodes than
         # the counters (workers go on sending); resuming from it is warm, not exact
         snapshot = (get(self.replay.snapshot.remote(), self.timeout_s, "replay")
                     if self.config.train.save_replay else None)
-        checkpoint.save(self.run_dir, {"learner": learner.state, "counters": counters,
-                                       "rng": {"replay": replay.rng_state}},
-                        replay.env_steps, self.config.train.checkpoint_keep, is_best=is_best,
-                        replay=snapshot)
+        self.book.save(record, learner.state, {"replay": replay.rng_state}, replay.recent,
+                       snapshot)
+        self.book.report(record)
+        return record
 
     def close(self) -> None:
         """Kill every actor that is left, release the placement group, close the logs."""
@@ -351,4 +311,4 @@ class DistributedTrainer:
             ray.kill(actor)
         if self.group is not None:
             remove_placement_group(self.group)
-        self.logger.close()
+        self.book.close()

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import ray
 
+from hacray.algo.replay import updates_owed
 from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
@@ -86,7 +87,7 @@ class LearnerActor:
     async def train(self, env_steps: int) -> None:
         """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
         then publish."""
-        owed = int(self.updates_per_env_step * env_steps) - self.learner.updates
+        owed = updates_owed(self.updates_per_env_step, env_steps, self.learner.updates)
         while owed > 0:
             samples = await asyncio.wait_for(
                 self.replay.sample.remote(self.batch_size, min(owed, BATCHES_PER_SAMPLE)),

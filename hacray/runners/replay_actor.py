@@ -15,7 +15,7 @@ from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
 from hacray.runners.ray_util import meters
-from hacray.types import Episode, ReplayStatus, Sample, Turn
+from hacray.types import Counters, Episode, ReplayStatus, Sample, Turn
 
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
 RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
@@ -26,7 +26,7 @@ class ReplayActor:
     """HierarchicalReplay and its RateLimiter. An asyncio actor: an insert or a sample that the
     limiter defers waits (at most HOLD_S per call) without blocking anybody else's calls."""
 
-    def __init__(self, config: Config, spec: EnvSpec, counters: dict[str, Any], updates: int,
+    def __init__(self, config: Config, spec: EnvSpec, counters: Counters, updates: int,
                  rng_state: Optional[dict[str, Any]],
                  learner_state: Optional[dict[str, Any]] = None,
                  snapshot: Optional[dict[str, Any]] = None):
@@ -39,9 +39,9 @@ class ReplayActor:
         if rng_state:
             self.replay.rng.bit_generator.state = rng_state
         self.limiter = RateLimiter(config.replay.updates_per_env_step, config.replay.tolerance)
-        self.limiter.env_steps, self.limiter.updates = counters["env_steps"], updates
+        self.limiter.env_steps, self.limiter.updates = counters.env_steps, updates
         self.min_size = config.replay.min_size
-        self.episodes_before = counters["episodes"] - self.replay.episodes
+        self.episodes_before = counters.episodes - self.replay.episodes
         self.synchronous = config.distributed.synchronous  # no limiter: the driver paces
         self.from_worker: dict[int, int] = {}
         self.recent: deque[Episode] = deque(maxlen=RECENT)
