@@ -36,12 +36,18 @@ class Blueprint:
 
     def replay(self) -> HierarchicalReplay:
         agent, config = self.config.agent, self.config
+        top = len(self.spaces) - 1
+        # the top level may be trained with a recipe of its own (agent.top_relabel, ...)
+        schemes = [agent.relabel] * top + [agent.top_relabel or agent.relabel]
+        terminate = [agent.terminate_on_goal] * top + [
+            agent.terminate_on_goal if agent.top_terminate_on_goal is None
+            else agent.top_terminate_on_goal]
         return HierarchicalReplay(
-            levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim, distance_reached(s.threshold))
-                    for s in self.spaces],
+            levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim, distance_reached(s.threshold),
+                              scheme, ends)
+                    for s, scheme, ends in zip(self.spaces, schemes, terminate)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
-            gamma=config.learner.gamma, scheme=agent.relabel, k=agent.relabel_k,
-            terminate_on_goal=agent.terminate_on_goal, drop_degenerate=agent.drop_degenerate,
+            gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
             obs_clip=config.learner.obs_clip, rng=seeding.rng(config.train.seed, "replay"))
 
     def policy(self) -> Policy:

@@ -69,6 +69,11 @@ class AgentConfig:
     """Probability of a uniformly random action, per level, while exploring."""
     noise_std: float = 0.2
     """Gaussian exploration noise, as a fraction of each action's half-range."""
+    top_relabel: Optional[str] = None
+    """The top level's hindsight scheme; None: agent.relabel. With top_terminate_on_goal false,
+    'future' trains the top level with flat HER's recipe (the one that works on Fetch)."""
+    top_terminate_on_goal: Optional[bool] = None
+    """Whether reaching the env goal ends the top level's bootstrapping; None: terminate_on_goal."""
     top_until_episode_end: bool = False
     """The top level proposes subgoals until the env's episode ends, not at most H_top times.
     HAC's cap ends an episode early when subgoals are reached in fewer than H_0 steps (on
@@ -303,6 +308,9 @@ def validate(config: Config) -> None:
         (all(h >= 1 for h in agent.horizons), "agent.horizons entries must be >= 1"),
         (agent.relabel in RELABEL_SCHEMES,
          f"agent.relabel must be one of {', '.join(RELABEL_SCHEMES)}, got {agent.relabel!r}"),
+        (agent.top_relabel in (None, *RELABEL_SCHEMES),
+         f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
+         f"got {agent.top_relabel!r}"),
         (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
         (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),

@@ -107,3 +107,46 @@ def test_a_snapshot_with_other_row_shapes_is_refused():
     other = RingBuffer(capacity=5, obs_dim=2, goal_dim=1, act_dim=1)
     with pytest.raises(ValueError, match="obs rows have shape"):
         other.load_state_dict(buf.state_dict())
+
+
+def test_the_top_level_can_be_trained_with_flat_hers_recipe():
+    """agent.top_relabel=future with top_terminate_on_goal=false: the top level's transitions
+    bootstrap through a reached goal (discount gamma, not 0) and take k future goals instead of
+    HAC's final + k-1 future; the level below keeps HAC's transitions, row for row."""
+    from hacray.algo.rollout import run_episode
+    from hacray.blueprint import Blueprint
+    from hacray.config import load_config
+    from hacray.envs import make_env
+    base = ("env.id=PointMass-v0", "learner.hidden=[16]", "agent.levels=2",
+            "agent.horizons=[5,6]", "agent.relabel=hac", "agent.terminate_on_goal=true")
+    flat_top = ("agent.top_relabel=future", "agent.top_terminate_on_goal=false")
+    replays = {}
+    for name, extra in (("hac", ()), ("flat_top", flat_top)):
+        config = load_config(None, base + extra)
+        env = make_env(config.env)
+        blueprint = Blueprint.of(config, env.spec)
+        policy = blueprint.policy()
+        policy.set_weights(blueprint.learner().weights())
+        episode = run_episode(env, policy, config.agent, 3, np.random.default_rng(3), True)
+        replay = blueprint.replay()
+        specs = [(lv.scheme, lv.terminate_on_goal) for lv in replay.levels]
+        replay.add_episode(episode)
+        replays[name] = (replay, specs)
+    (hac, hac_specs), (flat, flat_specs) = replays["hac"], replays["flat_top"]
+    assert hac_specs == [("hac", True), ("hac", True)]
+    assert flat_specs == [("hac", True), ("future", False)]
+    for column in hac.buffers[0].data:  # level 0: the same rows
+        assert np.array_equal(hac.buffers[0].data[column], flat.buffers[0].data[column])
+    gamma = 0.98
+    for replay, discount_at_goal in ((hac, 0.0), (flat, gamma)):
+        top = replay.buffers[1]
+        reward, discount = top.data["reward"][:len(top)], top.data["discount"][:len(top)]
+        hit = reward == 0.0
+        assert hit.any() and np.allclose(discount[hit], discount_at_goal)
+    assert len(hac.buffers[1]) == len(flat.buffers[1])  # n originals + n k hindsight goals
+
+
+def test_a_bad_top_relabel_scheme_is_refused():
+    from hacray.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="agent.top_relabel must be one of"):
+        load_config(None, ("agent.top_relabel=sometimes",))

@@ -81,6 +81,10 @@ class LevelSpec:
     goal_dim: int
     act_dim: int
     reached: ReachedFn
+    scheme: str
+    """Hindsight goal scheme of this level's transitions (see relabel.hindsight_goal_indices)."""
+    terminate_on_goal: bool
+    """Reaching the goal ends bootstrapping in this level's transitions."""
 
 
 class HierarchicalReplay:
@@ -91,10 +95,9 @@ class HierarchicalReplay:
     """
 
     def __init__(self, levels: list[LevelSpec], obs_dim: int, capacity: int, gamma: float,
-                 scheme: str, k: int, terminate_on_goal: bool, drop_degenerate: bool,
-                 obs_clip: float, rng: np.random.Generator):
-        self.levels, self.gamma, self.scheme, self.k = levels, gamma, scheme, k
-        self.terminate_on_goal, self.drop_degenerate = terminate_on_goal, drop_degenerate
+                 k: int, drop_degenerate: bool, obs_clip: float, rng: np.random.Generator):
+        self.levels, self.gamma, self.k = levels, gamma, k
+        self.drop_degenerate = drop_degenerate
         self.obs_clip, self.rng = obs_clip, rng
         self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim) for lv in levels]
         self.obs_stats = normalizer.empty_stats(obs_dim)
@@ -121,7 +124,7 @@ class HierarchicalReplay:
                                      and self.drop_degenerate)
                 self.buffers[level].add(segment_transitions(
                     segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
-                    scheme=self.scheme, k=self.k, terminate_on_goal=self.terminate_on_goal,
+                    scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
                     rng=self.rng, keep_original=keep_original))
                 self.goal_stats[level] = normalizer.merge(
                     self.goal_stats[level],
