@@ -69,6 +69,10 @@ class AgentConfig:
     """Probability of a uniformly random action, per level, while exploring."""
     noise_std: float = 0.2
     """Gaussian exploration noise, as a fraction of each action's half-range."""
+    subgoal_offset: Optional[list[float]] = None
+    """Relative subgoals (HIRO-style): levels above 0 propose an offset of at most this much per
+    subgoal coordinate from where the level below stands (what it can reach in its horizon);
+    None: absolute subgoals anywhere in [env.subgoal_low, env.subgoal_high]."""
     top_relabel: Optional[str] = None
     """The top level's hindsight scheme; None: agent.relabel. With top_terminate_on_goal false,
     'future' trains the top level with flat HER's recipe (the one that works on Fetch)."""
@@ -312,6 +316,8 @@ def validate(config: Config) -> None:
          f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
          f"got {agent.top_relabel!r}"),
         (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (agent.subgoal_offset is None or all(w > 0 for w in agent.subgoal_offset),
+         "agent.subgoal_offset entries must be > 0"),
         (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),

@@ -164,3 +164,44 @@ def test_the_top_level_is_capped_at_its_horizon_unless_told_to_run_until_the_end
     spec = make_env(config.env).spec
     assert Blueprint.of(config, spec).spaces[1].q_low == pytest.approx(q_low)
     assert Blueprint.of(config, spec).spaces[0].q_low == -5.0  # the lower level keeps -H_0
+
+
+@pytest.mark.parametrize("action,start,subgoal,reached,hindsight", [
+    # offset within the box: start + offset; the hindsight offset is where it ended, from start
+    ([0.2, -0.1], [0.0, 0.5], [0.2, 0.4], [0.1, 0.45], [0.1, -0.05]),
+    # a subgoal past the subgoal box is clipped into it
+    ([0.3, 0.3], [0.9, -0.95], [1.0, -0.65], [1.0, -0.7], [0.1, 0.25]),
+    # a move larger than the offset box is clipped to the largest offset
+    ([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.5, -0.6], [0.3, -0.3]),
+])
+def test_relative_subgoals_and_their_hindsight_actions(action, start, subgoal, reached,
+                                                       hindsight):
+    config = load_config(None, ("env.id=PointMass-v0", "agent.subgoal_offset=[0.3, 0.3]"))
+    spaces = Blueprint.of(config, make_env(config.env).spec).spaces
+    top = spaces[1]
+    assert top.relative and np.allclose(top.act_low, [-0.3, -0.3])
+    f32 = lambda x: np.asarray(x, np.float32)
+    np.testing.assert_allclose(top.subgoal(f32(action), f32(start)), subgoal, atol=1e-6)
+    np.testing.assert_allclose(top.hindsight_action(f32(reached), f32(start)), hindsight,
+                               atol=1e-6)
+    assert not spaces[0].relative
+
+
+def test_a_relative_level_acts_in_offsets_and_stores_hindsight_offsets():
+    episode, config = play(("agent.levels=2", "agent.horizons=[5,6]",
+                            "agent.subgoal_offset=[0.4, 0.4]", "agent.random_eps=0.5"))
+    top, bottom = episode.segments[1][0], episode.segments[0]
+    assert np.all(np.abs(top.actions) <= 0.4 + 1e-6)
+    for t, seg in enumerate(bottom):
+        start = seg.achieved[0]
+        expected_goal = np.clip(start + top.actions[t], -1.0, 1.0)  # PointMass's subgoal box
+        np.testing.assert_allclose(seg.goal, expected_goal, atol=1e-6)
+        np.testing.assert_allclose(top.hindsight_actions[t],
+                                   np.clip(seg.achieved[-1] - start, -0.4, 0.4), atol=1e-6)
+
+
+def test_a_subgoal_offset_of_the_wrong_length_is_refused():
+    from hacray.config import ConfigError
+    config = load_config(None, ("env.id=PointMass-v0", "agent.subgoal_offset=[0.3]"))
+    with pytest.raises(ConfigError, match="agent.subgoal_offset needs one half-width per"):
+        Blueprint.of(config, make_env(config.env).spec)

@@ -29,6 +29,12 @@ class LevelSpace:
     q_low: float
     goal_indices: np.ndarray | None
     """Observation indices of this level's goal space; None for the top (env goal)."""
+    relative: bool = False
+    """This level's actions are offsets from where the level below stands in its goal space
+    (HIRO-style relative subgoals, agent.subgoal_offset), not absolute subgoals."""
+    subgoal_low: np.ndarray | None = None
+    """With relative actions: the box that the subgoals they make are clipped into."""
+    subgoal_high: np.ndarray | None = None
 
     def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
         """This level's goal-space view of an observation."""
@@ -53,6 +59,22 @@ class LevelSpace:
         """[-1, 1] -> env units."""
         return self.act_centre + self.act_half * unit
 
+    def subgoal(self, action: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """The subgoal this level's ``action`` gives the level below, which stands at ``start``
+        in its goal space: the action itself, or ``start`` + the offset, kept in the box."""
+        if not self.relative:
+            return action
+        goal = np.minimum(np.maximum(start + action, self.subgoal_low), self.subgoal_high)
+        return goal.astype(np.float32)
+
+    def hindsight_action(self, reached: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """The action that would have asked for what the level below ``reached`` from
+        ``start``: that state, or the offset to it (kept in the action box)."""
+        if not self.relative:
+            return reached
+        offset = np.minimum(np.maximum(reached - start, self.act_low), self.act_high)
+        return offset.astype(np.float32)
+
 
 def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     """Level 0 first. With one level this is exactly DDPG+HER's single goal-conditioned policy."""
@@ -62,6 +84,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
         raise ConfigError(f"config: agent.levels {levels} needs a subgoal space: set "
                           f"env.subgoal_indices, env.subgoal_low and env.subgoal_high for {spec.id} "
                           "(its observation is unbounded)")
+    offset = agent.subgoal_offset
+    if offset is not None and levels > 1 and len(offset) != sub_dim:
+        raise ConfigError(f"config: agent.subgoal_offset needs one half-width per subgoal "
+                          f"coordinate ({sub_dim}), got {len(offset)}")
     spaces = []
     for i in range(levels):
         top = i == levels - 1
@@ -70,13 +96,22 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
         # unless it has no cap on its attempts: flat, or a top level that runs until the end
         uncapped = levels == 1 or (top and agent.top_until_episode_end)
         q_low = -1.0 / (1.0 - config.learner.gamma) if uncapped else -float(horizon)
+        relative = i > 0 and offset is not None
+        if i == 0:
+            act_low, act_high = -np.ones(spec.action_dim), np.ones(spec.action_dim)
+        elif relative:
+            act_low, act_high = -np.asarray(offset), np.asarray(offset)
+        else:
+            act_low, act_high = spec.subgoal_low, spec.subgoal_high
         spaces.append(LevelSpace(
             index=i, horizon=horizon,
             goal_dim=spec.goal_dim if top else sub_dim,
             act_dim=spec.action_dim if i == 0 else sub_dim,
-            act_low=(-np.ones(spec.action_dim) if i == 0 else spec.subgoal_low).astype(np.float32),
-            act_high=(np.ones(spec.action_dim) if i == 0 else spec.subgoal_high).astype(np.float32),
+            act_low=act_low.astype(np.float32), act_high=act_high.astype(np.float32),
             threshold=spec.goal_threshold if top else spec.subgoal_threshold,
             q_low=q_low,
-            goal_indices=None if top else np.asarray(spec.subgoal_indices)))
+            goal_indices=None if top else np.asarray(spec.subgoal_indices),
+            relative=relative,
+            subgoal_low=spec.subgoal_low if relative else None,
+            subgoal_high=spec.subgoal_high if relative else None))
     return spaces

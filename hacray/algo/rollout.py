@@ -201,10 +201,12 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
             missed.append(False)
         else:
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
-            sub_hit = yield from _run_level(level - 1, action, test, env, policy, agent, rng,
-                                            explore, rec)
             below = policy.spaces[level - 1]
-            hindsight.append(below.achieved(rec.obs, rec.env_achieved))
+            start = below.achieved(rec.obs, rec.env_achieved)
+            sub_hit = yield from _run_level(level - 1, space.subgoal(action, start), test, env,
+                                            policy, agent, rng, explore, rec)
+            hindsight.append(space.hindsight_action(below.achieved(rec.obs, rec.env_achieved),
+                                                    start))
             # a subgoal whose attempts were cut off by the episode's end was not missed
             cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
             tested.append(test)
