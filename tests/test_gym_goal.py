@@ -212,3 +212,14 @@ def test_ray_workers_import_the_entry_point_from_the_working_directory(tmp_path)
                             "--max-env-steps", "1500", "--set", "train.eval_every=500",
                             "--set", "train.video_every=0")
     assert json.loads(out.strip().splitlines()[-1])["env_steps"] >= 1500
+
+
+@pytest.mark.ray
+def test_a_sweep_trains_the_entry_point_env_in_its_trials(tmp_path):
+    out = tmp_path / "sweep"
+    console(tmp_path)("tune", str(EXAMPLE), "--grid", "learner.actor_lr=1e-3,5e-4", "--seeds", "1",
+                      "--max-env-steps", "600", "--set", "train.eval_every=300", "--out", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["failed"] and len(summary["rows"]) == 2
+    assert all(row["trials"][0]["env_steps"] >= 600 for row in summary["rows"])
+    assert len(list(out.glob("g*-s0/metrics.jsonl"))) == 2
