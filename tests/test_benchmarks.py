@@ -82,3 +82,16 @@ def test_rollout_ab_plays_both_checkouts_in_turns(capsys):
     assert report["old_env_steps_per_s"] > 0 and report["new_env_steps_per_s"] > 0
     assert report["new_over_old"] == pytest.approx(
         report["new_env_steps_per_s"] / report["old_env_steps_per_s"], rel=1e-3)
+
+
+@pytest.mark.ray
+def test_replay_throughput_reports_ingest_sampling_and_latency(capsys):
+    bench = _script("replay_throughput")
+    bench.main([str(POINT_MASS), "--producers", "3", "--episodes", "2", "--seconds", "0.5"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["producers"] == 3 and report["env_steps_per_insert_call"] == 60
+    for key in ("ingest_alone_env_steps_per_s", "sample_alone_transitions_per_s",
+                "ingest_with_sampling_env_steps_per_s", "sample_latency_alone_ms_median"):
+        assert report[key] > 0, key
+    assert report["sample_alone_updates_per_s"] == pytest.approx(
+        report["sample_alone_transitions_per_s"] / 128, rel=0.01)
