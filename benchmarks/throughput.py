@@ -49,7 +49,8 @@ from hacray.algo.rollout import play, run_episodes
 from hacray.blueprint import Blueprint
 from hacray.config import Config, load_config
 from hacray.envs import make_env, make_envs
-from hacray.runners.distributed import DistributedTrainer, init_ray
+from hacray.runners.distributed import DistributedTrainer
+from hacray.runners.ray_util import init_ray
 from hacray.types import Episode
 
 LEARNER_TURNS = 10

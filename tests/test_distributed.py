@@ -138,7 +138,7 @@ def test_a_local_ray_started_by_hacray_runs_its_actors_at_normal_priority():
     import subprocess
     import sys
     script = ("import os, ray\n"
-              "from hacray.runners.distributed import init_ray\n"
+              "from hacray.runners.ray_util import init_ray\n"
               "assert init_ray(None, include_dashboard=False)\n"
               "print(ray.get(ray.remote(lambda: os.nice(0)).remote()), os.nice(0))\n"
               "ray.shutdown()\n")

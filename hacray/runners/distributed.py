@@ -16,8 +16,6 @@ per-run tag (``hacray-replay-<run tag>``, …), so two runs on one cluster never
 """
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
 import uuid
@@ -39,7 +37,7 @@ from hacray.rundir import check_resume_config, prepare_run_dir
 from hacray.runners.common import StopFlag, Throughput, check_resources
 from hacray.runners.evaluator_actor import Evaluator
 from hacray.runners.learner_actor import LearnerActor
-from hacray.runners.ray_util import get, meters
+from hacray.runners.ray_util import get, init_ray, meters, shutdown_local_ray
 from hacray.runners.replay_actor import ReplayActor
 from hacray.runners.runbook import RunBook
 from hacray.runners.worker_actor import RolloutWorker
@@ -100,40 +98,6 @@ def _train_held(config: Config, spec: EnvSpec, run_dir: Path, resume: bool,
         trainer.close()
         if started:
             shutdown_local_ray()
-
-
-def shutdown_local_ray(grace_s: float = 3.0) -> None:
-    """Stop the Ray this process started, and wait for its processes: a worker notices its
-    raylet is gone on its own, seconds later under load; after ``grace_s`` it is killed."""
-    import psutil  # shipped with ray[default]
-    processes = psutil.Process().children(recursive=True)
-    ray.shutdown()
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def init_ray(address: Optional[str], include_dashboard: Optional[bool] = None) -> bool:
-    """Join ``address``, or start a local Ray whose dashboard listens on localhost only.
-    Returns whether this call connected (False: the caller's Ray, left as it is).
-
-    A local Ray runs its workers at normal priority: Ray's default (nice 15) starves them
-    ~30-fold beside any other busy process on the machine (measured: actors got 3-4% of a core
-    next to two training runs, and a 3,000-step run took minutes instead of 20 s).
-    """
-    if ray.is_initialized():
-        return False
-    # actors print nothing in normal operation: what they do print (errors) belongs on screen
-    options: dict[str, Any] = dict(log_to_driver=True, logging_level=logging.WARNING)
-    if address:
-        ray.init(address=address, **options)
-    else:  # include_dashboard=None: the dashboard starts where its dependencies are installed
-        os.environ.setdefault("RAY_worker_niceness", "0")  # read by the raylet it starts
-        ray.init(include_dashboard=include_dashboard, dashboard_host="127.0.0.1", **options)
-    return True
 
 
 def _resources(config: Config) -> tuple[dict[str, float], float]:

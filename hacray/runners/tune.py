@@ -173,7 +173,7 @@ def run_trials(trials: Sequence[TrialSpec], out: Path, trial_cpus: float = 1.0,
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
-    from hacray.runners.distributed import init_ray, shutdown_local_ray
+    from hacray.runners.ray_util import init_ray, shutdown_local_ray
     # no dashboard: it doubles Ray's start-up time, and the trials report on stderr
     started = init_ray(address, include_dashboard=False)
     try:
