@@ -143,6 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     """Plan and validate every trial, then run them on Ray Tune and print the summary table."""
     from hacray.runners import tune as sweep
+    from hacray.runners import tune_summary
     overrides = list(args.overrides)
     if args.max_env_steps is not None:
         overrides.append(f"train.max_env_steps={args.max_env_steps}")
@@ -156,11 +157,11 @@ def _tune(args: argparse.Namespace) -> int:
     sweep.prepare_out(out)
     start = time.perf_counter()
     failed = sweep.run_trials(trials, out, args.trial_cpus, args.address)
-    rows = sweep.summarize(trials, out)
-    sweep.write_summary(rows, out, {
+    rows = tune_summary.summarize(trials, out)
+    tune_summary.write_summary(rows, out, {
         "config": str(args.config), "grid": dict(grid), "seeds": args.seeds,
         "overrides": overrides, "failed": failed, "wall_time_s": time.perf_counter() - start})
-    print(sweep.format_table(rows))
+    print(tune_summary.format_table(rows))
     print(f"hacray: sweep of {len(trials)} trials in {out}", file=sys.stderr)
     if failed:
         print(f"hacray: error: {len(failed)} of {len(trials)} trials failed: "

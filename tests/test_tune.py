@@ -8,6 +8,7 @@ import pytest
 
 from hacray.cli import main
 from hacray.runners import tune as sweep
+from hacray.runners import tune_summary
 
 
 def run(capsys, *argv):
@@ -112,14 +113,14 @@ def test_summary_medians_and_first_arrival_at_the_target(tmp_path, point_mass_ya
             [0.5, 0.9, 0.8], [0.0, 0.2, 1.0], [0.95, 0.7, 0.6],  # hac: reached at 2k, 3k, 1k
             [0.0, 0.1, 0.2], [0.0, 0.0, 0.0]]):                  # none: never; seed 2 missing
         write_run(tmp_path, trial.name, successes, partial_line=True)
-    hac, none = sweep.summarize(trials, tmp_path)
+    hac, none = tune_summary.summarize(trials, tmp_path)
     assert hac["agent.relabel"] == "hac" and hac["seeds"] == 3
     assert hac["success_median"] == 0.8 and hac["success_min"] == 0.6
     assert hac["success_max"] == 1.0 and math.isclose(hac["success_mean"], 0.8)
     assert hac["steps_to_0.9"] == 2000 and hac["wall_time_s"] == 30.0
     assert none["seeds"] == 2 and none["seeds_planned"] == 3
     assert none["success_median"] == 0.1 and none["steps_to_0.9"] is None
-    table = sweep.format_table([hac, none]).splitlines()
+    table = tune_summary.format_table([hac, none]).splitlines()
     assert table[0].split() == ["agent.relabel", "seeds", "success_median", "success_mean",
                                 "success_min", "success_max", "steps_to_0.9", "wall_time_s"]
     assert table[2].split() == ["none", "2/3", "0.10", "0.10", "0.00", "0.20", "-", "30.0"]
