@@ -128,6 +128,11 @@ class ReplayConfig:
     """Transitions the bottom level needs before training starts."""
     updates_per_env_step: float = 0.4
     """Replay ratio: gradient updates (each trains every level) per env step collected."""
+    samples_per_env_step: Optional[float] = None
+    """Replayed transitions per env step and level, kept whatever the batch: when set, the
+    replay ratio is this / learner.batch_size updates per env step (updates_per_env_step is
+    set from it). A GPU learner takes larger batches in about the time of small ones, so the
+    same samples per env step in fewer, larger updates lets it keep up with more workers."""
     tolerance: float = 200.0
     """Rate limiter slack, in updates, before the faster side is made to wait."""
 
@@ -204,7 +209,17 @@ def load_config(path: Optional[str | Path] = None, overrides: tuple[str, ...] = 
         raw[section][name] = parsed
     config = _build(Config, raw, "")
     validate(config)
-    return config
+    return _resolve(config)
+
+
+def _resolve(config: Config) -> Config:
+    """Settings derived from others: the replay ratio from replay.samples_per_env_step."""
+    samples = config.replay.samples_per_env_step
+    if samples is None:
+        return config
+    ratio = samples / config.learner.batch_size
+    return dataclasses.replace(config, replay=dataclasses.replace(
+        config.replay, updates_per_env_step=ratio))
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -333,6 +348,8 @@ def validate(config: Config) -> None:
         (replay.capacity >= learner.batch_size, "replay.capacity must be >= learner.batch_size"),
         (replay.min_size >= 1, "replay.min_size must be >= 1"),
         (replay.updates_per_env_step > 0, "replay.updates_per_env_step must be > 0"),
+        (replay.samples_per_env_step is None or replay.samples_per_env_step > 0,
+         "replay.samples_per_env_step must be > 0"),
         (replay.tolerance >= 1, "replay.tolerance must be >= 1"),
         (train.max_env_steps >= 1, "train.max_env_steps must be >= 1"),
         (train.eval_every >= 1, "train.eval_every must be >= 1"),

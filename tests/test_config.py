@@ -82,3 +82,16 @@ def test_exponent_without_a_dot_is_a_float(text, expected):
     assert load_config(None, (f"env.goal_threshold={text}",)).env.goal_threshold == expected
     with pytest.raises(ConfigError, match="learner.actor_lr' must be float"):
         load_config(None, ("learner.actor_lr=1e-3x",))
+
+
+@pytest.mark.parametrize("batch,ratio", [(256, 0.4), (1024, 0.1), (2048, 0.05)])
+def test_samples_per_env_step_hold_while_the_batch_grows(batch, ratio):
+    config = load_config(None, ("replay.samples_per_env_step=102.4",
+                                f"learner.batch_size={batch}"))
+    assert config.replay.updates_per_env_step == pytest.approx(ratio)
+    assert config.replay.updates_per_env_step * batch == pytest.approx(102.4)
+
+
+def test_without_samples_per_env_step_the_ratio_is_as_given():
+    config = load_config(None, ("replay.updates_per_env_step=0.25", "learner.batch_size=1024"))
+    assert config.replay.updates_per_env_step == 0.25 and config.replay.samples_per_env_step is None
