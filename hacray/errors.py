@@ -3,6 +3,10 @@ without importing torch)."""
 from __future__ import annotations
 
 
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key and fits on one line."""
+
+
 class CheckpointError(RuntimeError):
     """No usable checkpoint; the message says which file and why."""
 

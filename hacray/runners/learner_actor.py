@@ -51,8 +51,9 @@ class LearnerActor:
         self.updates_per_env_step = config.replay.updates_per_env_step
         self.timeout_s = config.distributed.timeout_s
         # publish as often as the local runner does: once per cycle of exploration episodes
-        self.publish_every = max(1, round(config.train.episodes_per_cycle * spec.max_episode_steps
-                                          * config.replay.updates_per_env_step))
+        cycle_steps = config.train.episodes_per_cycle * spec.max_episode_steps
+        self.publish_every = max(1, updates_owed(config.replay.updates_per_env_step,
+                                                 cycle_steps, 0))
         self.metrics: dict[str, Any] = {}
         self.stats_counts: tuple[float, ...] = ()  # of the normaliser statistics in use
         self.stopping, self.published_at = False, -1
