@@ -95,3 +95,16 @@ def test_replay_throughput_reports_ingest_sampling_and_latency(capsys):
         assert report[key] > 0, key
     assert report["sample_alone_updates_per_s"] == pytest.approx(
         report["sample_alone_transitions_per_s"] / 128, rel=0.01)
+
+
+def test_success_by_distance_bins_a_saved_policys_episodes(tmp_path, capsys):
+    from hacray.cli import main as hacray
+    run_dir = tmp_path / "run"
+    assert hacray(["train", str(POINT_MASS), "--run-dir", str(run_dir), "--max-env-steps", "300",
+                   "--set", "train.eval_every=300", "--set", "train.tensorboard=false"]) == 0
+    capsys.readouterr()
+    bench = _script("success_by_distance")
+    report = bench.main([str(run_dir), "--episodes", "12", "--bins", "0", "1", "3"])
+    assert report["episodes"] == 12
+    assert report["0-1"]["episodes"] + report["1-3"]["episodes"] == 12  # point mass: < 2.83
+    assert 0.0 <= report["success"] <= 1.0
