@@ -27,12 +27,15 @@ import inspect
 import io
 import os
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from hacray.config import ConfigError, EnvConfig
 from hacray.goals import distance_reached
+
+if TYPE_CHECKING:
+    from hacray.envs import Subgoal
 
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
@@ -158,8 +161,7 @@ def action_box(env: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return low.astype(np.float64), high.astype(np.float64)
 
 
-def default_subgoal(low: np.ndarray, high: np.ndarray) -> tuple[list[int], list[float],
-                                                                  list[float]]:
+def default_subgoal(low: np.ndarray, high: np.ndarray) -> "Subgoal":
     """The whole observation where its box is bounded, else no subgoal space (enough for one
     level: a hierarchy needs env.subgoal_indices then, as level_spaces says)."""
     if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):

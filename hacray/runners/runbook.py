@@ -34,7 +34,7 @@ class RunBook:
 
     def due(self, env_steps: int) -> bool:
         """Whether an evaluation is due at ``env_steps`` (every eval_every, and at the end);
-        the next one is set an interval on, or past ``env_steps`` with ``skip``."""
+        if so, the next one is set an interval on (``skip_past`` moves it past ``env_steps``)."""
         train = self.config.train
         if env_steps >= self.next_eval or env_steps >= train.max_env_steps:
             self.next_eval += train.eval_every
