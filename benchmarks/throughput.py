@@ -219,9 +219,11 @@ class UpdateLoop:
     def run(self, seconds: float) -> tuple[int, float]:
         """(updates, seconds) of updating for at least ``seconds``."""
         updates, start = 0, time.perf_counter()
+        per_call = self.learner.config.updates_per_call  # as the learner actor calls it
         while time.perf_counter() - start < seconds:
-            self.learner.update(self.batches[updates % len(self.batches)])
-            updates += 1
+            self.learner.update_many([self.batches[(updates + j) % len(self.batches)]
+                                      for j in range(per_call)])
+            updates += per_call
         return updates, time.perf_counter() - start
 
 

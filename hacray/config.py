@@ -111,6 +111,11 @@ class LearnerConfig:
     """Torch device of the learner: auto (cuda when available), cpu or cuda."""
     torch_threads: int = 1
     """Intra-op threads for torch on CPU."""
+    updates_per_call: int = 4
+    """Updates per learner call: their batches reach the learner's device in one copy, and
+    (on a GPU) it is read back once per call, not at every step. Results do not depend on it;
+    on a GPU raise it (e.g. 32) so the GPU waits less for the host. In a Ray run it is also the
+    batches per sample request to the replay actor."""
     level_threads: int = 0
     """Threads that update the levels side by side: 0 is one per level, at most the machine's
     CPUs; 1 is one level after another. Each level's update touches only its own networks, so
@@ -260,6 +265,7 @@ def validate(config: Config) -> None:
          "learner.hidden must list positive layer sizes"),
         (learner.device in ("auto", "cpu", "cuda"), "learner.device must be auto, cpu or cuda"),
         (learner.torch_threads >= 1, "learner.torch_threads must be >= 1"),
+        (learner.updates_per_call >= 1, "learner.updates_per_call must be >= 1"),
         (learner.level_threads >= 0, "learner.level_threads must be >= 0 (0: one per level)"),
         (replay.capacity >= learner.batch_size, "replay.capacity must be >= learner.batch_size"),
         (replay.min_size >= 1, "replay.min_size must be >= 1"),

@@ -9,16 +9,17 @@ last two published policies (see ``Learner.weights``).
 """
 from __future__ import annotations
 
-import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from hacray.algo import batches as batches_mod
 from hacray.algo.hierarchy import LevelSpace
-from hacray.algo.networks import Actor, Critic, export_actor
+from hacray.algo.level import Guard, Level, learn
+from hacray.algo.networks import export_actor
 from hacray.algo.normalizer import Normalizer, drift, stats_from_dict
 from hacray.config import LearnerConfig
 from hacray.errors import NumericalError
@@ -38,24 +39,6 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-class _Level:
-    """One level's networks, targets, optimisers and input scaling."""
-
-    def __init__(self, space: LevelSpace, obs_dim: int, config: LearnerConfig,
-                 device: torch.device):
-        self.space = space
-        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
-        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.act_centre = torch.as_tensor(space.act_centre, device=device)
-        self.act_half = torch.as_tensor(space.act_half, device=device)
-        self.goal_norm = Normalizer(space.goal_dim, config.norm_eps, config.norm_clip,
-                                    config.obs_clip)
-
-
 class Learner:
     """Trains all levels; one ``update`` is one gradient step of every level's actor and critic."""
 
@@ -66,7 +49,7 @@ class Learner:
             torch.set_num_threads(config.torch_threads)
         torch.manual_seed(seed)
         self.obs_norm = Normalizer(obs_dim, config.norm_eps, config.norm_clip, config.obs_clip)
-        self.levels = [_Level(s, obs_dim, config, self.device) for s in spaces]
+        self.levels = [Level(s, obs_dim, config, self.device) for s in spaces]
         threads = level_threads(config, len(spaces))
         self._pool: Optional[ThreadPoolExecutor] = (
             ThreadPoolExecutor(threads, thread_name_prefix="hacray-level") if threads > 1 else None)
@@ -74,6 +57,7 @@ class Learner:
         self.version = 0
         self.skipped_updates = 0
         self.consecutive_skips = 0
+        self._pinned_buffer: Optional[torch.Tensor] = None
         self._norm_tensors = self._normaliser_tensors()
         self._published_stats = self._stats()
         self._norm_drift = self._drift_since(self._published_stats)  # zeros: nothing moved yet
@@ -109,75 +93,113 @@ class Learner:
         return [(t(self.obs_norm.mean), t(self.obs_norm.std), t(lv.goal_norm.mean),
                  t(lv.goal_norm.std)) for lv in self.levels]
 
-    def _normalise(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        return torch.clamp((torch.clamp(x, -c.obs_clip, c.obs_clip) - mean) / std,
-                           -c.norm_clip, c.norm_clip)
-
     # -- training ---------------------------------------------------------------------------
     def update(self, batches: tuple[Transitions, ...]) -> dict[str, float]:
-        """One gradient step per level; a level whose loss is non-finite is skipped and counted.
+        """One gradient step per level, guards read eagerly (``update_many`` of one batch)."""
+        return self.update_many([batches], deferred=False)
+
+    def update_many(self, batches: Sequence[tuple[Transitions, ...]],
+                    deferred: Optional[bool] = None) -> dict[str, float]:
+        """One gradient step per level for each update's batches (one Transitions per level),
+        in order; the metrics of the last update, as floats.
+
+        The batches reach the device in one copy (pinned and non-blocking on CUDA). With
+        ``deferred`` guards (level.py) nothing is read back until all the updates have run,
+        then guards and metrics once; a level whose guard failed is restored and replayed
+        eagerly, so the result is exactly that of ``update`` called once per batch: a level
+        whose loss or gradient is non-finite skips that update and it is counted.
 
         Levels update side by side in ``learner.level_threads`` threads (torch lets go of the
-        GIL inside its kernels); each touches only its own networks and optimisers.
-        Targets are averaged on updates number k, 2k, ... (k = ``target_update_every``,
-        counting this one: with k = 40 the first averaging is on update 40, as in HER's
-        baselines). Values are 0-d tensors (no GPU sync here) or floats; ``float()`` them.
-        """
-        average_targets = (self.updates + 1) % self.config.target_update_every == 0
-        jobs = [(i, level, batch, average_targets)
-                for i, (level, batch) in enumerate(zip(self.levels, batches))]
-        if self._pool is None:
-            results = [self._update_level(*job) for job in jobs]
-        else:
-            results = list(self._pool.map(lambda job: self._update_level(*job), jobs))
-        metrics: dict[str, float] = dict(self._norm_drift)
-        for i, result in enumerate(results):  # counted in level order, as if one after another
-            if result is None:
-                metrics.update(self._skip(i))
-            else:
-                self.consecutive_skips = 0
-                metrics.update(result)
-        self.updates += 1
-        return metrics
+        GIL inside its kernels); each touches only its own networks and optimisers. Targets are
+        averaged on updates number k, 2k, ... (k = ``target_update_every``, counting from the
+        first update ever: with k = 40 the first averaging is on update 40, as in HER's
+        baselines).
 
-    def _update_level(self, i: int, level: _Level, batch: Transitions,
-                      average_targets: bool) -> Optional[dict[str, float]]:
-        """Level ``i``'s critic step, then its actor step; None when either meets a non-finite
-        loss or gradient (that step and the rest are not taken). Writes only the level's state."""
-        c, dev = self.config, self.device
-        b = {k: torch.as_tensor(v, device=dev) for k, v in batch._asdict().items()}
-        obs_mean, obs_std, goal_mean, goal_std = self._norm_tensors[i]
-        obs = self._normalise(b["obs"], obs_mean, obs_std)
-        next_obs = self._normalise(b["next_obs"], obs_mean, obs_std)
-        goal = self._normalise(b["goal"], goal_mean, goal_std)
-        action = (b["action"] - level.act_centre) / level.act_half
-        with torch.no_grad():
-            next_q = level.critic_target(next_obs, goal, level.actor_target(next_obs, goal))
-            target = torch.clamp(b["reward"] + b["discount"] * next_q, level.space.q_low, 0.0)
-        q = level.critic(obs, goal, action)
-        critic_loss = torch.mean((q - target) ** 2)
-        if not _step(level.critic_opt, critic_loss, level.critic):
+        ``deferred`` defaults to True on a GPU, where every read waits for the queued kernels,
+        and False on the CPU, where a read costs nothing and a snapshot would.
+        """
+        if deferred is None:
+            deferred = self.device.type != "cpu"
+        columns = self._to_device(batches)
+        jobs = [(i, level, columns[i], deferred) for i, level in enumerate(self.levels)]
+        if self._pool is None:
+            runs = [self._run_level(*job) for job in jobs]
+        else:
+            runs = list(self._pool.map(lambda job: self._run_level(*job), jobs))
+        guards, level_metrics = self._read(runs)
+        for i, level_guards in enumerate(guards):
+            if deferred and not all(level_guards):  # rare: back to before the call, then eagerly
+                self.levels[i].restore()
+                guards[i], level_metrics[i] = self._read([self._run_level(*jobs[i][:3], False)])
+                guards[i], level_metrics[i] = guards[i][0], level_metrics[i][0]
+        return self._count(guards, level_metrics)
+
+    def _to_device(self, batches: Sequence[tuple[Transitions, ...]]
+                   ) -> list[dict[str, torch.Tensor]]:
+        flat, layout = batches_mod.pack(batches, self._pinned(batches))
+        tensor = torch.as_tensor(flat)
+        if self.device.type != "cpu":
+            tensor = tensor.to(self.device, non_blocking=True)
+        return batches_mod.unpack(tensor, layout)
+
+    def _pinned(self, batches: Sequence[tuple[Transitions, ...]]) -> Optional[np.ndarray]:
+        """A page-locked host buffer for ``pack`` on CUDA (grown when too small), else None."""
+        if self.device.type != "cuda":
             return None
-        pi = level.actor(obs, goal)
-        level.critic.requires_grad_(False)  # the actor's loss needs no critic weight gradients
-        try:
-            actor_loss = -level.critic(obs, goal, pi).mean()
-        finally:
-            level.critic.requires_grad_(True)
-        if i == 0:  # on motor actions only: on subgoals it would pull them to the box centre
-            actor_loss = actor_loss + c.action_l2 * torch.mean(pi ** 2)
-        if not _step(level.actor_opt, actor_loss, level.actor):
-            return None
-        if average_targets:  # a level skipped on that update waits for the next k-th one
-            self._soft_update(level)
-        q = q.detach()
-        q_min, q_max = torch.aminmax(q)
-        return {f"level{i}/critic_loss": critic_loss.detach(),
-                f"level{i}/actor_loss": actor_loss.detach(),
-                f"level{i}/q_mean": q.mean(), f"level{i}/q_min": q_min,
-                f"level{i}/target_mean": target.mean(),
-                **_q_range(i, q, q_max, level.space.q_low)}
+        size = batches_mod.layout_of(batches).size
+        if self._pinned_buffer is None or self._pinned_buffer.numel() < size:
+            self._pinned_buffer = torch.empty(size, dtype=torch.float32, pin_memory=True)
+        return self._pinned_buffer.numpy()
+
+    def _run_level(self, i: int, level: Level, columns: dict[str, torch.Tensor],
+                   deferred: bool) -> tuple[list[Guard], dict[str, Any]]:
+        """Level ``i``'s updates on its (n, B, ...) columns: the guards of each, the metrics of
+        the last (empty when its guard failed eagerly). Writes only the level's state."""
+        n = next(iter(columns.values())).shape[0]
+        if deferred:
+            level.snapshot()
+        guards: list[Guard] = []
+        last_metrics: dict[str, Any] = {}
+        for j in range(n):
+            update = self.updates + j + 1
+            result = learn(level, i, {k: v[j] for k, v in columns.items()},
+                           self._norm_tensors[i], self.config,
+                           average_targets=update % self.config.target_update_every == 0,
+                           deferred=deferred, want_metrics=j == n - 1)
+            guards.append(False if result is None else result[0])
+            last_metrics = {} if result is None else result[1]
+        return guards, last_metrics
+
+    def _read(self, runs: list[tuple[list[Guard], dict[str, Any]]]
+              ) -> tuple[list[list[bool]], list[dict[str, float]]]:
+        """Every level's guards and metrics as Python values, in one read from the device."""
+        tensors = [x for guards, m in runs for x in [*guards, *m.values()]
+                   if isinstance(x, torch.Tensor)]
+        values = iter(torch.stack([t.float() for t in tensors]).tolist() if tensors else [])
+        def value(x: Any) -> Any:
+            return next(values) if isinstance(x, torch.Tensor) else x
+        read = [([bool(value(g)) for g in guards], {k: float(value(v)) for k, v in m.items()})
+                for guards, m in runs]  # in the order the tensors were stacked
+        return [guards for guards, _ in read], [m for _, m in read]
+
+    def _count(self, guards: list[list[bool]], level_metrics: list[dict[str, float]]
+               ) -> dict[str, float]:
+        """Skips counted update by update, level by level, as if ``update`` ran n times."""
+        metrics: dict[str, float] = dict(self._norm_drift)
+        n = len(guards[0])
+        for j in range(n):
+            for i, level_guards in enumerate(guards):
+                if level_guards[j]:
+                    self.consecutive_skips = 0
+                else:
+                    skipped = self._skip(i)
+                    if j == n - 1:
+                        metrics.update(skipped)
+            self.updates += 1
+        for i, level_guards in enumerate(guards):
+            if level_guards[-1]:
+                metrics.update(level_metrics[i])
+        return metrics
 
     def _skip(self, i: int) -> dict[str, float]:
         self.skipped_updates += 1
@@ -186,12 +208,6 @@ class Learner:
             raise NumericalError(f"{self.consecutive_skips} consecutive updates had non-finite "
                                  "losses or gradients; stopping (checkpoints hold finite weights)")
         return {f"level{i}/skipped_updates": float(self.skipped_updates)}
-
-    @torch.no_grad()
-    def _soft_update(self, level: _Level) -> None:
-        for net, target in ((level.actor, level.actor_target), (level.critic, level.critic_target)):
-            torch._foreach_lerp_(list(target.parameters()), list(net.parameters()),
-                                 1.0 - self.config.polyak)
 
     # -- publishing -------------------------------------------------------------------------
     def weights(self) -> PolicyWeights:
@@ -252,6 +268,7 @@ class Learner:
             for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt",
                          "critic_opt"):
                 getattr(lv, name).load_state_dict(saved[name])
+            lv.after_load()
         self.set_normalizer(*normalizer_stats(state))
         torch.set_rng_state(state["torch_rng"])
 
@@ -272,31 +289,6 @@ def normalizer_stats(state: dict[str, Any]
     """The observation and per-level goal statistics saved in a ``Learner.state_dict()``."""
     return (stats_from_dict(state["obs_stats"]),
             tuple(stats_from_dict(lv["goal_stats"]) for lv in state["levels"]))
-
-
-def _q_range(i: int, q: torch.Tensor, q_max: torch.Tensor, q_low: float) -> dict[str, Any]:
-    """Level ``i``'s predictions on the batch against the clip range [q_low, 0] of its targets.
-
-    No target lies outside that range, so predictions outside it are pure critic error.
-    """
-    return {f"diag/level{i}_q_max": q_max,
-            f"diag/level{i}_q_below_lower_frac": (q < q_low).float().mean(),
-            f"diag/level{i}_q_above_zero_frac": (q > 0.0).float().mean(),
-            f"diag/level{i}_q_lower_bound": q_low}
-
-
-def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor, net: torch.nn.Module) -> bool:
-    """Backward and step unless the loss or the gradient norm is non-finite."""
-    if not torch.isfinite(loss):
-        return False
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf"))
-    if not torch.isfinite(norm):
-        optimiser.zero_grad(set_to_none=True)
-        return False
-    optimiser.step()
-    return True
 
 
 def _to_cpu(tree: Any) -> Any:

@@ -22,7 +22,6 @@ from hacray.runners.ray_util import meters
 from hacray.types import LearnerPace, LearnerSnapshot, Sample
 
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
-BATCHES_PER_SAMPLE = 4  # updates' batches per request: Ray's cost per call spread over four
 
 
 def granted_level_threads(config: Config) -> Config:
@@ -48,6 +47,8 @@ class LearnerActor:
         if state is not None:
             self.learner.load_state_dict(state)
         self.replay, self.batch_size = replay, config.learner.batch_size
+        # one request's batches make one learner call: Ray's cost per call spread over them
+        self.per_call = config.learner.updates_per_call
         self.updates_per_env_step = config.replay.updates_per_env_step
         self.timeout_s = config.distributed.timeout_s
         # publish as often as the local runner does: once per cycle of exploration episodes
@@ -73,15 +74,16 @@ class LearnerActor:
                 raise TimeoutError(
                     f"hacray: replay did not answer within {self.timeout_s:.0f} s") from None
             requests.append(self._request())
-            for sample in samples or ():  # None: replay still filling, or the learner ahead
-                began = time.perf_counter()
-                self._update(sample)
-                if start is None:
-                    first, start = self.learner.updates, time.perf_counter()
-                else:
-                    updating_s += time.perf_counter() - began
-                if self.learner.updates % self.publish_every == 0:
-                    self._publish()
+            if not samples:  # None: replay still filling, or the learner ahead
+                continue
+            began = time.perf_counter()
+            self._update(samples)
+            if start is None:
+                first, start = self.learner.updates, time.perf_counter()
+            else:
+                updating_s += time.perf_counter() - began
+            if self.learner.updates // self.publish_every > self.published_at // self.publish_every:
+                self._publish()
         return LearnerPace(self.learner.updates - first,
                            0.0 if start is None else time.perf_counter() - start, updating_s)
 
@@ -91,12 +93,11 @@ class LearnerActor:
         owed = updates_owed(self.updates_per_env_step, env_steps, self.learner.updates)
         while owed > 0:
             samples = await asyncio.wait_for(
-                self.replay.sample.remote(self.batch_size, min(owed, BATCHES_PER_SAMPLE)),
+                self.replay.sample.remote(self.batch_size, min(owed, self.per_call)),
                 self.timeout_s)
             if samples is None:  # replay not filled to min_size yet
                 break
-            for sample in samples:
-                self._update(sample)
+            self._update(samples)
             owed -= len(samples)
         self._publish()
 
@@ -105,16 +106,18 @@ class LearnerActor:
         ref itself would only start listening for it at the ``await``, after the update before
         it (with 4 batches per request: learner efficiency 0.937 -> 0.991, BENCHMARKS.md).
         Not ``ref.as_future()``: Ray 2.60 logs a deprecation line on every call of it."""
-        ref = self.replay.sample.remote(self.batch_size, BATCHES_PER_SAMPLE)
+        ref = self.replay.sample.remote(self.batch_size, self.per_call)
         return asyncio.wrap_future(ref.future())
 
-    def _update(self, sample: Sample) -> None:
+    def _update(self, samples: list[Sample]) -> None:
+        """One learner call for one reply's batches (they carry the same statistics)."""
+        sample = samples[-1]
         counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
         if counts != self.stats_counts:  # statistics change only when replay got new episodes
             self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
             self.stats_counts = counts
-        self.metrics = self.learner.update(sample.batches)
-        self.meters["updates"].inc()
+        self.metrics = self.learner.update_many([s.batches for s in samples])
+        self.meters["updates"].inc(len(samples))
 
     async def stop(self) -> None:
         self.stopping = True

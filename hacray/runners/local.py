@@ -84,8 +84,11 @@ class LocalTrainer:
         owed = updates_owed(self.config.replay.updates_per_env_step, self.env_steps,
                             self.learner.updates)
         metrics: dict[str, Any] = {}
-        for _ in range(max(owed, 0)):
-            metrics = self.learner.update(self.replay.sample(self.config.learner.batch_size))
+        while owed > 0:  # batches drawn in the same order whatever the calls' size
+            n = min(owed, self.config.learner.updates_per_call)
+            metrics = self.learner.update_many(
+                [self.replay.sample(self.config.learner.batch_size) for _ in range(n)])
+            owed -= n
         return metrics
 
     def evaluate_and_save(self, start: float, rates: Throughput,
