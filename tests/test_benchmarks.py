@@ -108,3 +108,31 @@ def test_success_by_distance_bins_a_saved_policys_episodes(tmp_path, capsys):
     assert report["episodes"] == 12
     assert report["0-1"]["episodes"] + report["1-3"]["episodes"] == 12  # point mass: < 2.83
     assert 0.0 <= report["success"] <= 1.0
+
+
+RATES = {"worker_env_steps_per_s": 1000.0, "replay_ingest_env_steps_per_s": 10000.0,
+         "replay_sample_transitions_per_s": 100000.0, "learner_updates_per_s": {"256": 50.0}}
+
+
+@pytest.mark.parametrize("workers,learner_rate,worker_cpus,cores,expected,bottleneck", [
+    (1, None, None, None, 125.0, "learner"),           # 50 updates/s / 0.4
+    (4, 300.0, None, None, 750.0, "learner"),          # an assumed (GPU) learner rate
+    (2, 2000.0, None, None, 1 / 1.124e-3, "replay"),   # 1/I + 0.4 * 256 / S seconds a step
+    (8, 1e9, 3, None, 1 / 1.124e-3, "replay"),
+    (2, 1e9, 0, None, 0.0, "workers"),                 # no CPU to place a worker on
+    (2, None, None, 1.0, 1 / (1e-3 + 1.124e-3 + 0.4 / 50), "cores"),
+])
+def test_scaling_model_takes_the_least_bound(workers, learner_rate, worker_cpus, cores,
+                                              expected, bottleneck):
+    scaling = _script("scaling")
+    out = scaling.predict(RATES, workers, 256, 0.4, learner_rate, worker_cpus, cores,
+                          learner_on_cpu=learner_rate is None)
+    assert out["bottleneck"] == bottleneck
+    assert out["env_steps_per_s"] == pytest.approx(expected)
+
+
+def test_scaling_model_reads_a_cluster_files_worker_cpus_and_gpu():
+    scaling = _script("scaling")
+    capacity = scaling.cluster_capacity(ROOT / "cluster" / "aws-gpu.yaml")
+    # 8 c7i.2xlarge nodes of 8 vCPUs, plus the head's 4 CPUs less the learner, replay, eval
+    assert capacity == {"worker_cpus": 8 * 8 + 1, "head_gpus": 1}
