@@ -56,6 +56,7 @@ class ReplayActor:
             self.limiter.env_steps += episode.stats.env_steps
             self.from_worker[episode.worker_id] = self.from_worker.get(episode.worker_id, 0) + 1
             self.recent.append(episode._replace(segments=()))
+            await asyncio.sleep(0)  # a waiting sample request goes next, not after the call
         for i, size in enumerate(self.replay.sizes()):
             self.meters[f"replay_size_level{i}"].set(size)
         await self._notify()
