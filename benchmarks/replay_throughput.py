@@ -50,17 +50,35 @@ def recorded_episodes(config, count: int) -> list:
     return episodes
 
 
-def ingest(replay, payload, steps_per_call: int, producers: int, seconds: float) -> float:
-    """Env steps/s stored with ``producers`` insert calls always in flight."""
-    inflight = [replay.add_episodes.remote(payload) for _ in range(producers)]
+def ingest(replays, payload, steps_per_call: int, producers: int, seconds: float) -> float:
+    """Env steps/s stored with ``producers`` insert calls always in flight (producer p sends to
+    shard p mod N, as rollout worker p does)."""
+    shard_of = {replays[p % len(replays)].add_episodes.remote(payload): p % len(replays)
+                for p in range(producers)}
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        ready, inflight = ray.wait(inflight, num_returns=1)
+        ready, _ = ray.wait(list(shard_of), num_returns=1)
         done += len(ready)
-        inflight.append(replay.add_episodes.remote(payload))
-    ray.get(inflight)
-    done += len(inflight)
+        shard = shard_of.pop(ready[0])
+        shard_of[replays[shard].add_episodes.remote(payload)] = shard
+    ray.get(list(shard_of))
+    done += len(shard_of)
     return done * steps_per_call / (time.perf_counter() - start)
+
+
+def sample_all(replays, batch: int, batches: int, seconds: float, latencies: list[float]
+               ) -> float:
+    """Transitions/s per level sampled from every shard at once, one caller per shard."""
+    rates = [0.0] * len(replays)
+
+    def one(s: int) -> None:
+        rates[s] = sample(replays[s], batch, batches, seconds, latencies)
+    threads = [threading.Thread(target=one, args=(s,)) for s in range(len(replays))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(rates)
 
 
 def sample(replay, batch: int, batches: int, seconds: float, latencies: list[float]) -> float:
@@ -81,35 +99,39 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--episodes", type=int, default=8, help="recorded; sent together")
     parser.add_argument("--batches", type=int, default=4, help="batches per sample request")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--shards", type=int, default=1, help="replay actors, one core each")
     args = parser.parse_args(argv)
     config = load_config(args.config, ("distributed.synchronous=true",
                                        "train.tensorboard=false"))
     episodes = recorded_episodes(config, args.episodes)
     steps_per_call = sum(e.stats.env_steps for e in episodes)
     spec = make_env(config.env).spec
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=max(2, args.shards), include_dashboard=False, logging_level="ERROR")
     try:
-        replay = ReplayActor.options(num_cpus=1).remote(config, spec, Counters(), 0, None)
+        replays = [ReplayActor.options(num_cpus=1).remote(config, spec, Counters(), 0, None,
+                                                          shard=s) for s in range(args.shards)]
         payload = ray.put(episodes)
-        ray.get(replay.add_episodes.remote(payload))  # filled past min_size before timing
-        while not ray.get(replay.status.remote()).sizes[0] >= config.replay.min_size:
+        for replay in replays:  # each filled past min_size before timing
             ray.get(replay.add_episodes.remote(payload))
-        alone_in = ingest(replay, payload, steps_per_call, args.producers, args.seconds)
+            while not ray.get(replay.status.remote()).sizes[0] >= config.replay.min_size:
+                ray.get(replay.add_episodes.remote(payload))
+        alone_in = ingest(replays, payload, steps_per_call, args.producers, args.seconds)
         latencies: list[float] = []
-        alone_out = sample(replay, config.learner.batch_size, args.batches, args.seconds,
-                           latencies)
+        alone_out = sample_all(replays, config.learner.batch_size, args.batches, args.seconds,
+                               latencies)
         both_latencies: list[float] = []
         result: dict = {}
-        sampler = threading.Thread(target=lambda: result.update(out=sample(
-            replay, config.learner.batch_size, args.batches, args.seconds, both_latencies)))
+        sampler = threading.Thread(target=lambda: result.update(out=sample_all(
+            replays, config.learner.batch_size, args.batches, args.seconds, both_latencies)))
         sampler.start()
-        both_in = ingest(replay, payload, steps_per_call, args.producers, args.seconds)
+        both_in = ingest(replays, payload, steps_per_call, args.producers, args.seconds)
         sampler.join()
     finally:
         ray.shutdown()
     ms = lambda xs: round(1000 * statistics.median(xs), 2)
     report = {
         "config": args.config, "levels": config.agent.levels, "producers": args.producers,
+        "shards": args.shards,
         "env_steps_per_insert_call": steps_per_call, "batch_size": config.learner.batch_size,
         "batches_per_request": args.batches,
         "ingest_alone_env_steps_per_s": round(alone_in),

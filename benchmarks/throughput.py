@@ -191,7 +191,7 @@ def in_turns(config: Config, rounds: int, slice_s: float,
 def _collect_round(config: Config, trainer: DistributedTrainer) -> tuple[int, float]:
     """(env steps replay received, seconds) of WORKER_ROUNDS rounds of episodes in every
     worker at once."""
-    env_steps = lambda: ray.get(trainer.replay.status.remote()).env_steps
+    env_steps = lambda: trainer.replay_status().env_steps
     first, start = env_steps(), time.perf_counter()
     episodes = WORKER_ROUNDS * config.distributed.envs_per_worker
     ray.get([worker.collect.remote(episodes) for worker in trainer.workers],
@@ -266,7 +266,7 @@ def actor_rates(config: Config, seconds: float, rounds: int, slice_s: float
         try:
             trainer.start()
             sampling, _ = in_turns(config, rounds, slice_s, trainer)
-            ray.get(trainer.replay.close.remote())
+            ray.get([r.close.remote() for r in trainer.replays])
             updating = learner_in_turns(config, trainer, seconds)
         finally:
             trainer.close()

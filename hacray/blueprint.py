@@ -34,7 +34,8 @@ class Blueprint:
         seed = seeding.int_seed(self.config.train.seed, "learner")
         return Learner(list(self.spaces), self.spec.obs_dim, self.config.learner, seed)
 
-    def replay(self) -> HierarchicalReplay:
+    def replay(self, shard: int = 0) -> HierarchicalReplay:
+        """The replay (shard ``shard`` of a sharded one: its own sampling stream)."""
         agent, config = self.config.agent, self.config
         top = len(self.spaces) - 1
         # the top level may be trained with a recipe of its own (agent.top_relabel, ...)
@@ -48,7 +49,7 @@ class Blueprint:
                     for s, scheme, ends in zip(self.spaces, schemes, terminate)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
             gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
-            obs_clip=config.learner.obs_clip, rng=seeding.rng(config.train.seed, "replay"))
+            obs_clip=config.learner.obs_clip, rng=seeding.rng(config.train.seed, "replay", *((shard,) if shard else ())))
 
     def policy(self) -> Policy:
         return Policy(list(self.spaces), self.spec.obs_dim, self.config.learner)

@@ -173,6 +173,10 @@ class DistributedConfig:
     synchronous: bool = False
     """Lockstep mode: collect a cycle, then train what it owes, as the local runner does. With
     workers: 1 it reproduces the local run of the same seed exactly (slower; for checking)."""
+    replay_shards: int = 1
+    """Replay actors: worker i writes to shard i mod N, the learner samples from all, and the
+    replay ratio holds over all of them. More than 1 when one replay actor's core cannot keep
+    up with a fast (GPU) learner (see README, "How many workers pay off")."""
     address: Optional[str] = None
     """Ray cluster address ('auto' joins a running cluster); None starts a local Ray."""
     learner_gpus: float = -1.0
@@ -281,6 +285,7 @@ def validate(config: Config) -> None:
         (train.video_every >= 0, "train.video_every must be >= 0"),
         (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
         (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
+        (config.distributed.replay_shards >= 1, "distributed.replay_shards must be >= 1"),
         (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),
         (config.distributed.worker_cpus > 0, "distributed.worker_cpus must be > 0"),
         (learner.target_update_every >= 1, "learner.target_update_every must be >= 1"),

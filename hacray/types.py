@@ -143,6 +143,7 @@ class ReplayStatus(NamedTuple):
     recent: list[EpisodeStats]
     mean_policy_version: float  # of the newest episodes (a window of them)
     rng_state: dict[str, Any]
+    updates_granted: int = 0  # updates its limiter let the learner sample (a resumed run's too)
 
 
 class LearnerSnapshot(NamedTuple):

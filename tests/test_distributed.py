@@ -104,6 +104,38 @@ def test_a_killed_worker_comes_back_and_a_resumed_run_continues(tmp_path, local_
     assert len(saved) >= 7
 
 
+def test_two_replay_shards_hold_the_ratio_each_and_resume_from_their_snapshots(
+        tmp_path, local_ray):
+    """Worker i writes to shard i mod 2; the learner samples from both; each shard grants
+    updates at the ratio of its own env steps, so the run holds it too; a resumed run gets
+    each shard's buffer back from the checkpoint's snapshot."""
+    run_dir = tmp_path / "run"
+    short = FAST + ("distributed.replay_shards=2", "train.eval_every=600",
+                    "train.eval_episodes=5")
+    config = load_config(POINT_MASS, short + ("train.max_env_steps=3000",))
+    first = train_distributed(config, run_dir)
+    ratio, tolerance = config.replay.updates_per_env_step, config.replay.tolerance
+    slack = 30 * ratio + config.learner.updates_per_call  # an episode under way, a reply
+    for shard in (0, 1):
+        steps, granted = (first[f"replay/shard{shard}_{k}"] for k in ("env_steps",
+                                                                      "updates_granted"))
+        assert steps > 0 and granted > 0, (shard, first)
+        assert abs(granted - ratio * steps) <= tolerance + slack, (shard, steps, granted)
+    assert first["replay/shard0_env_steps"] + first["replay/shard1_env_steps"] == \
+        first["env_steps"]
+    assert abs(first["updates"] - ratio * first["env_steps"]) <= 2 * (tolerance + slack)
+    assert first["replay/episodes_from_worker_0"] > 0 and first["replay/episodes_from_worker_1"] > 0
+    saved = checkpoint.list_checkpoints(run_dir)[-1]
+    snapshot, _ = checkpoint.load_replay(run_dir, checkpoint.load(saved)["counters"]["env_steps"])
+    assert len(snapshot["shards"]) == 2
+    second = train_distributed(load_config(POINT_MASS, short + ("train.max_env_steps=3600",)),
+                               run_dir, resume=True)
+    saved = records(run_dir)
+    resumed_at = next(i for i, r in enumerate(saved) if r["env_steps"] > first["env_steps"])
+    assert saved[resumed_at]["replay/level0_size"] > first["replay/level0_size"]
+    assert second["env_steps"] >= 3600 and second["updates"] > first["updates"]
+
+
 def test_synchronous_one_worker_reproduces_the_local_run(tmp_path, local_ray):
     """distributed.synchronous with one worker is the local runner's loop in actors: the same
     seed gives the same episodes, the same updates and the same weights, bit for bit."""

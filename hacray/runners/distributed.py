@@ -40,6 +40,8 @@ from hacray.runners.learner_actor import LearnerActor
 from hacray.runners.ray_util import get, init_ray, meters, shutdown_local_ray
 from hacray.runners.replay_actor import ReplayActor
 from hacray.runners.runbook import RunBook
+from hacray.runners.shards import (join_snapshots, merge_statuses, role, shard_metrics,
+                                   shard_of, split_snapshot)
 from hacray.runners.worker_actor import RolloutWorker
 from hacray.types import Counters, LearnerSnapshot, ReplayStatus
 
@@ -109,7 +111,8 @@ def _resources(config: Config) -> tuple[dict[str, float], float]:
     learner_cpus = float(level_threads(config.learner, config.agent.levels,
                                        cpus=config.agent.levels))
     want = {**CPUS, "learner": learner_cpus, "worker": worker_cpus}
-    total = sum(want.values()) - worker_cpus + config.distributed.workers * worker_cpus
+    total = (sum(want.values()) - worker_cpus + config.distributed.workers * worker_cpus
+             + (config.distributed.replay_shards - 1) * want["replay"])
     have = ray.cluster_resources()
     scale = min(1.0, have.get("CPU", 0.0) / total) if config.distributed.address is None else 1.0
     gpus = config.distributed.learner_gpus
@@ -145,33 +148,49 @@ class DistributedTrainer:
         self.run_tag = uuid.uuid4().hex[:8]
 
     def start(self) -> None:
-        """Learner and replay packed on one node (the GPU's, if the learner takes one), so that
-        batches cross no network; rollout workers and the evaluator wherever Ray likes."""
+        """Learner and replay shards packed on one node (the GPU's, if the learner takes one),
+        so that batches cross no network; rollout workers and the evaluator wherever Ray likes."""
         config, state = self.config, self.state
         cpus, gpus = _resources(config)
         name = lambda role: actor_name(role, self.run_tag)
-        self.group = placement_group([{"CPU": cpus["learner"], **({"GPU": gpus} if gpus else {})},
-                                      {"CPU": cpus["replay"]}], strategy="STRICT_PACK")
+        shards = config.distributed.replay_shards
+        self.group = placement_group(
+            [{"CPU": cpus["learner"], **({"GPU": gpus} if gpus else {})}]
+            + [{"CPU": cpus["replay"]}] * shards, strategy="STRICT_PACK")
         get(self.group.ready(), self.timeout_s, "placement of learner and replay on one node")
         bundle = [PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
-                  for i in range(2)]
+                  for i in range(1 + shards)]
         learner_state = state.learner if state else None
-        self.replay = ReplayActor.options(
-            name=name("replay"), num_cpus=cpus["replay"], scheduling_strategy=bundle[1]).remote(
-            config, self.spec, self.book.counters, learner_state["updates"] if state else 0,
-            state.rng.get("replay") if state else None, learner_state, self.replay_snapshot)
-        self.replay_snapshot = None  # the actor holds it now
+        snapshots, note = split_snapshot(self.replay_snapshot, shards)
+        if note:
+            print(f"hacray: {note}", file=sys.stderr)
+        self.replay_snapshot = None  # the actors hold it now
+        # shard 0 carries the run's totals so far; the others start from nothing
+        self.replays = [ReplayActor.options(
+            name=name(role(s)), num_cpus=cpus["replay"], scheduling_strategy=bundle[1 + s]).remote(
+            config, self.spec, self.book.counters if s == 0 else Counters(),
+            learner_state["updates"] if state and s == 0 else 0,
+            state.rng.get(role(s)) if state else None, learner_state if s == 0 else None,
+            snapshots[s], shard=s) for s in range(shards)]
         self.learner = LearnerActor.options(
             name=name("learner"), num_cpus=cpus["learner"], num_gpus=gpus,
-            scheduling_strategy=bundle[0]).remote(config, self.spec, learner_state, self.replay)
+            scheduling_strategy=bundle[0]).remote(config, self.spec, learner_state, self.replays)
         # a crashed worker comes back fresh (policy version 0) and its run() is retried
         self.workers = [RolloutWorker.options(
             name=name(f"worker-{i}"), num_cpus=cpus["worker"], max_restarts=-1,
-            max_task_retries=-1).remote(config, i, name("replay"), name("learner"))
+            max_task_retries=-1).remote(config, i, name(role(shard_of(i, shards))),
+                                        name("learner"))
             for i in range(config.distributed.workers)]
         self.evaluator = Evaluator.options(name=name("eval"), num_cpus=cpus["eval"]).remote(
             config)
-        self.actors = [*self.workers, self.learner, self.replay, self.evaluator]
+        self.actors = [*self.workers, self.learner, *self.replays, self.evaluator]
+
+    def replay_statuses(self) -> list[ReplayStatus]:
+        return get([r.status.remote() for r in self.replays], self.timeout_s, "replay")
+
+    def replay_status(self) -> ReplayStatus:
+        """The run's replay totals, over every shard."""
+        return merge_statuses(self.replay_statuses())
 
     def run(self) -> dict[str, Any]:
         """Until max_env_steps or SIGINT/SIGTERM; then a final evaluation and checkpoint."""
@@ -205,7 +224,7 @@ class DistributedTrainer:
             while env_steps < train.max_env_steps and not stop.requested:
                 get([worker.collect.remote(train.episodes_per_cycle) for worker in self.workers],
                     timeout_s, "rollout workers")
-                env_steps = get(self.replay.status.remote(), timeout_s, "replay").env_steps
+                env_steps = self.replay_status().env_steps
                 get(self.learner.train.remote(env_steps), timeout_s, "learner")
                 if self.book.due(env_steps):
                     last = self.evaluate_and_save(start, rates)
@@ -214,12 +233,13 @@ class DistributedTrainer:
         return last
 
     def _replay_died(self) -> bool:
-        try:
-            ray.get(self.replay.status.remote(), timeout=self.timeout_s)
-        except ray.exceptions.RayActorError:
-            return True
-        except ray.exceptions.RayError:
-            pass
+        for replay in self.replays:
+            try:
+                ray.get(replay.status.remote(), timeout=self.timeout_s)
+            except ray.exceptions.RayActorError:
+                return True
+            except ray.exceptions.RayError:
+                pass
         return False
 
     def _watch(self, learning: ray.ObjectRef, acting: list[ray.ObjectRef], start: float,
@@ -232,13 +252,13 @@ class DistributedTrainer:
                 ended, _ = ray.wait([learning, *acting], timeout=0)
                 if ended:  # these loops end only by failing: raise the failure here
                     get(ended[0], self.timeout_s, "an actor")
-                env_steps = get(self.replay.status.remote(), self.timeout_s, "replay").env_steps
+                env_steps = self.replay_status().env_steps
                 if env_steps >= train.max_env_steps:
                     break
                 if self.book.due(env_steps):
                     self.book.skip_past(env_steps)
                     self.evaluate_and_save(start, rates)
-            get(self.replay.close.remote(), self.timeout_s, "replay")
+            get([r.close.remote() for r in self.replays], self.timeout_s, "replay")
             get(acting, self.timeout_s, "rollout workers, stopping")
             get(self.learner.stop.remote(), self.timeout_s, "learner")
             get(learning, self.timeout_s, "learner, stopping")
@@ -248,24 +268,28 @@ class DistributedTrainer:
         """Evaluate the newest weights; write one metrics record (the local runner's keys plus
         distributed ones) and one checkpoint."""
         learner = get(self.learner.snapshot.remote(), self.timeout_s, "learner")
-        replay = get(self.replay.status.remote(), self.timeout_s, "replay")
+        statuses = self.replay_statuses()
+        replay = merge_statuses(statuses)
         evaluation = get(self.evaluator.evaluate.remote(learner.weights[0]), self.timeout_s,
                          "evaluator")
         record = self.book.record(
             env_steps=replay.env_steps, updates=learner.updates, episodes=replay.episodes,
             wall_time_s=time.perf_counter() - start, policy_version=learner.version,
             evaluation=evaluation, recent=replay.recent,
-            rates=rates.rates(replay.env_steps, learner.updates), extra=_metrics(learner, replay))
+            rates=rates.rates(replay.env_steps, learner.updates),
+            extra={**_metrics(learner, replay), **shard_metrics(statuses)})
         self.book.film(lambda: get(self.evaluator.video.remote(), max(self.timeout_s, STARTUP_S),
                                    "evaluator"), replay.env_steps)
         self.meters["eval_success"].set(record["eval/success_rate"])
         self.meters["policy_lag"].set(record["policy_lag"])
         # the buffer as it is now: in a free-running run it may hold a few more episodes than
         # the counters (workers go on sending); resuming from it is warm, not exact
-        snapshot = (get(self.replay.snapshot.remote(), self.timeout_s, "replay")
+        snapshot = (join_snapshots(get([r.snapshot.remote() for r in self.replays],
+                                       self.timeout_s, "replay"))
                     if self.config.train.save_replay else None)
-        self.book.save(record, learner.state, {"replay": replay.rng_state}, replay.recent,
-                       snapshot)
+        self.book.save(record, learner.state,
+                       {role(s): status.rng_state for s, status in enumerate(statuses)},
+                       replay.recent, snapshot)
         self.book.report(record)
         return record
 

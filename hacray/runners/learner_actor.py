@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections import deque
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -19,6 +18,7 @@ from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
 from hacray.runners.ray_util import meters
+from hacray.runners.shards import merge_stats
 from hacray.types import LearnerPace, LearnerSnapshot, Sample
 
 SAMPLES_IN_FLIGHT = 2   # sample requests queued at the replay, so sampling overlaps the update
@@ -40,13 +40,13 @@ class LearnerActor:
     answered between two updates, never during one."""
 
     def __init__(self, config: Config, spec: EnvSpec, state: Optional[dict[str, Any]],
-                 replay: ray.actor.ActorHandle):
+                 replays: list[ray.actor.ActorHandle]):
         # sampled batches arrive as read-only numpy views; the learner only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.learner = Blueprint.of(granted_level_threads(config), spec).learner()
         if state is not None:
             self.learner.load_state_dict(state)
-        self.replay, self.batch_size = replay, config.learner.batch_size
+        self.replays, self.batch_size = replays, config.learner.batch_size
         # one request's batches make one learner call: Ray's cost per call spread over them
         self.per_call = config.learner.updates_per_call
         self.updates_per_env_step = config.replay.updates_per_env_step
@@ -56,7 +56,11 @@ class LearnerActor:
         self.publish_every = max(1, updates_owed(config.replay.updates_per_env_step,
                                                  cycle_steps, 0))
         self.metrics: dict[str, Any] = {}
-        self.stats_counts: tuple[float, ...] = ()  # of the normaliser statistics in use
+        # each shard's newest normaliser statistics and their counts; the learner uses them
+        # merged (one shard: its own, unchanged)
+        self.shard_stats: list[Any] = [None] * len(replays)
+        self.stats_counts: list[tuple[float, ...]] = [()] * len(replays)
+        self.next_shard = 0  # synchronous mode asks the shards in turn
         self.stopping, self.published_at = False, -1
         self.meters = meters("learner", ("updates",), ("policy_version",))
         self._publish()
@@ -65,25 +69,30 @@ class LearnerActor:
         """Sample -> set normaliser statistics -> update -> publish, until ``stop``; a later
         ``run`` goes on from there. Returns its steady pace, for benchmarks."""
         self.stopping = False
-        requests = deque(self._request() for _ in range(SAMPLES_IN_FLIGHT))
+        pending = {self._request(shard): shard for shard in range(len(self.replays))
+                   for _ in range(SAMPLES_IN_FLIGHT)}
         first, start, updating_s = self.learner.updates, None, 0.0
         while not self.stopping:
-            try:
-                samples = await asyncio.wait_for(requests.popleft(), self.timeout_s)
-            except asyncio.TimeoutError:
+            done, _ = await asyncio.wait(pending, timeout=self.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
                 raise TimeoutError(
-                    f"hacray: replay did not answer within {self.timeout_s:.0f} s") from None
-            requests.append(self._request())
-            if not samples:  # None: replay still filling, or the learner ahead
-                continue
-            began = time.perf_counter()
-            self._update(samples)
-            if start is None:
-                first, start = self.learner.updates, time.perf_counter()
-            else:
-                updating_s += time.perf_counter() - began
-            if self.learner.updates // self.publish_every > self.published_at // self.publish_every:
-                self._publish()
+                    f"hacray: replay did not answer within {self.timeout_s:.0f} s")
+            for reply in sorted(done, key=pending.get):  # one shard's batches per call
+                shard = pending.pop(reply)
+                pending[self._request(shard)] = shard
+                samples = reply.result()
+                if not samples:  # None: that shard still filling, or the learner ahead
+                    continue
+                began = time.perf_counter()
+                self._update(samples, shard)
+                if start is None:
+                    first, start = self.learner.updates, time.perf_counter()
+                else:
+                    updating_s += time.perf_counter() - began
+                if (self.learner.updates // self.publish_every
+                        > self.published_at // self.publish_every):
+                    self._publish()
         return LearnerPace(self.learner.updates - first,
                            0.0 if start is None else time.perf_counter() - start, updating_s)
 
@@ -92,30 +101,32 @@ class LearnerActor:
         then publish."""
         owed = updates_owed(self.updates_per_env_step, env_steps, self.learner.updates)
         while owed > 0:
+            shard, self.next_shard = self.next_shard, (self.next_shard + 1) % len(self.replays)
             samples = await asyncio.wait_for(
-                self.replay.sample.remote(self.batch_size, min(owed, self.per_call)),
+                self.replays[shard].sample.remote(self.batch_size, min(owed, self.per_call)),
                 self.timeout_s)
-            if samples is None:  # replay not filled to min_size yet
+            if samples is None:  # that shard is not filled to min_size yet
                 break
-            self._update(samples)
+            self._update(samples, shard)
             owed -= len(samples)
         self._publish()
 
-    def _request(self) -> asyncio.Future:
+    def _request(self, shard: int) -> asyncio.Future:
         """A sample request, its reply handed to the event loop as it arrives: awaiting the
         ref itself would only start listening for it at the ``await``, after the update before
         it (with 4 batches per request: learner efficiency 0.937 -> 0.991, BENCHMARKS.md).
         Not ``ref.as_future()``: Ray 2.60 logs a deprecation line on every call of it."""
-        ref = self.replay.sample.remote(self.batch_size, self.per_call)
+        ref = self.replays[shard].sample.remote(self.batch_size, self.per_call)
         return asyncio.wrap_future(ref.future())
 
-    def _update(self, samples: list[Sample]) -> None:
-        """One learner call for one reply's batches (they carry the same statistics)."""
+    def _update(self, samples: list[Sample], shard: int) -> None:
+        """One learner call for one shard's reply (its batches carry the same statistics)."""
         sample = samples[-1]
         counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
-        if counts != self.stats_counts:  # statistics change only when replay got new episodes
-            self.learner.set_normalizer(sample.obs_stats, sample.goal_stats)
-            self.stats_counts = counts
+        if counts != self.stats_counts[shard]:  # they change only when replay got episodes
+            self.shard_stats[shard] = (sample.obs_stats, sample.goal_stats)
+            self.stats_counts[shard] = counts
+            self.learner.set_normalizer(*merge_stats([s for s in self.shard_stats if s]))
         self.metrics = self.learner.update_many([s.batches for s in samples])
         self.meters["updates"].inc(len(samples))
 

@@ -15,6 +15,7 @@ from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
 from hacray.runners.ray_util import meters
+from hacray.runners.shards import role
 from hacray.types import Counters, Episode, ReplayStatus, Sample, Turn
 
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
@@ -29,8 +30,8 @@ class ReplayActor:
     def __init__(self, config: Config, spec: EnvSpec, counters: Counters, updates: int,
                  rng_state: Optional[dict[str, Any]],
                  learner_state: Optional[dict[str, Any]] = None,
-                 snapshot: Optional[dict[str, Any]] = None):
-        self.replay = Blueprint.of(config, spec).replay()
+                 snapshot: Optional[dict[str, Any]] = None, shard: int = 0):
+        self.replay = Blueprint.of(config, spec).replay(shard)
         if snapshot:  # resumed with the checkpoint's replay snapshot: rows, statistics, rng
             self.replay.load_state_dict(snapshot)
         elif learner_state:  # resumed empty: the normaliser statistics go on from the learner's
@@ -46,7 +47,7 @@ class ReplayActor:
         self.from_worker: dict[int, int] = {}
         self.recent: deque[Episode] = deque(maxlen=RECENT)
         self.changed, self.closed = asyncio.Condition(), False
-        self.meters = meters("replay", gauges=tuple(
+        self.meters = meters(role(shard), gauges=tuple(
             f"replay_size_level{i}" for i in range(config.agent.levels)))
 
     async def add_episodes(self, episodes: list[Episode]) -> Turn:
@@ -106,7 +107,7 @@ class ReplayActor:
             rejected_episodes=self.replay.rejected_episodes, recent=[e.stats for e in recent],
             mean_policy_version=float(np.mean([e.policy_version for e in recent[-LAG_WINDOW:]]
                                               or [0])),
-            rng_state=self.replay.rng.bit_generator.state)
+            rng_state=self.replay.rng.bit_generator.state, updates_granted=self.limiter.updates)
 
     def _ready(self) -> bool:
         return self.replay.ready(self.min_size)
