@@ -13,8 +13,8 @@ The model: at the fixed replay ratio rho (updates per env step, batch B) a run's
 the least of
 - workers:  W x r_w (a worker's env steps/s on its own core; at most one worker per worker CPU);
 - learner:  U(B) / rho (U: the learner's updates/s at batch B on its device);
-- replay:   1 / (1/I + rho B / S): one actor's core both ingests (I env steps/s) and samples
-  (S transitions/s per level);
+- replay:   N / (1/I + rho B / S): each of N shards' cores both ingests (I env steps/s) and
+  samples (S transitions/s per level);
 - cores:    C / (1/r_w + rho/U + 1/I + rho B/S), only where everything shares C cores (one
   machine; the learner's term counts only when it runs on a CPU).
 The rates come from ``measure``: the rollout loop of ``benchmarks/throughput.py`` (in process),
@@ -44,19 +44,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # vCPUs and GPUs of the instance types our cluster files name (AWS's published figures)
 INSTANCES = {"c7i.2xlarge": (8, 0), "c6i.2xlarge": (8, 0), "c7i.4xlarge": (16, 0),
              "g5.xlarge": (4, 1), "g5.2xlarge": (8, 1), "g5.4xlarge": (16, 1)}
-HEAD_ROLES_CPUS = 2.5  # learner 1 (a level thread), replay 1, evaluator 0.5 (distributed.py)
+HEAD_ROLES_CPUS = 1.5  # learner 1 (a level thread), evaluator 0.5, + 1 per replay shard
 
 
 def predict(rates: dict[str, Any], workers: int, batch: int, ratio: float,
             learner_rate: Optional[float] = None, worker_cpus: Optional[int] = None,
-            cores: Optional[float] = None, learner_on_cpu: bool = True) -> dict[str, Any]:
+            cores: Optional[float] = None, learner_on_cpu: bool = True,
+            shards: int = 1) -> dict[str, Any]:
     """The model's env steps/s for ``workers`` workers and which bound holds it (see module)."""
     r_w = rates["worker_env_steps_per_s"]
     updates = learner_rate if learner_rate is not None else rates["learner_updates_per_s"][str(batch)]
     ingest, sample = rates["replay_ingest_env_steps_per_s"], rates["replay_sample_transitions_per_s"]
     placed = workers if worker_cpus is None else min(workers, worker_cpus)
     replay_s = 1 / ingest + ratio * batch / sample  # replay core seconds per env step
-    bounds = {"workers": placed * r_w, "learner": updates / ratio, "replay": 1 / replay_s}
+    bounds = {"workers": placed * r_w, "learner": updates / ratio, "replay": shards / replay_s}
     if cores is not None:
         per_step = 1 / r_w + replay_s + (ratio / updates if learner_on_cpu else 0.0)
         bounds["cores"] = cores / per_step
@@ -65,7 +66,7 @@ def predict(rates: dict[str, Any], workers: int, batch: int, ratio: float,
             **{f"{name}_bound": value for name, value in bounds.items()}}
 
 
-def cluster_capacity(path: Path) -> dict[str, int]:
+def cluster_capacity(path: Path, shards: int = 1) -> dict[str, int]:
     """Rollout-worker CPUs at full scale and the head's GPUs, from a Ray cluster file."""
     spec = yaml.safe_load(path.read_text())
     node_types, head = spec["available_node_types"], spec["head_node_type"]
@@ -75,7 +76,7 @@ def cluster_capacity(path: Path) -> dict[str, int]:
         cpus = int((node.get("resources") or {}).get("CPU", cpus))
         if name == head:
             head_gpus = gpus
-            worker_cpus += max(0, int(cpus - HEAD_ROLES_CPUS))
+            worker_cpus += max(0, int(cpus - HEAD_ROLES_CPUS - shards))
         else:
             worker_cpus += cpus * int(node.get("max_workers", spec.get("max_workers", 0)))
     return {"worker_cpus": worker_cpus, "head_gpus": head_gpus}
@@ -166,6 +167,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
         p.add_argument("--batch", type=int, help="learner batch (default: the rates' config's)")
         p.add_argument("--cores", type=float, help="everything shares this many cores")
+        p.add_argument("--shards", type=int, default=1, help="distributed.replay_shards")
     sub.choices["predict"].add_argument("--cluster", type=Path)
     sub.choices["predict"].add_argument("--learner-rate", type=float, nargs="+",
                                         help="assumed learner updates/s (e.g. a GPU's)")
@@ -178,16 +180,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     batch = args.batch or rates["batch_size"]
     ratio = rates["updates_per_env_step"] * rates["batch_size"] / batch  # samples/step held
     if args.command == "predict":
-        capacity = cluster_capacity(args.cluster) if args.cluster else {"worker_cpus": None}
+        capacity = (cluster_capacity(args.cluster, args.shards) if args.cluster
+                    else {"worker_cpus": None})
         for assumed in args.learner_rate or [None]:
             rows = [predict(rates, w, batch, ratio, assumed, capacity["worker_cpus"], args.cores,
-                            learner_on_cpu=assumed is None) for w in args.workers]
+                            learner_on_cpu=assumed is None, shards=args.shards)
+                    for w in args.workers]
             label = "measured" if assumed is None else "assumed"
             print(f"\nlearner {label}: {rows[0]['learner_bound'] * ratio:,.0f} updates/s at "
-                  f"batch {batch} (ratio {ratio:g}); capacity {capacity}\n{table(rows)}")
+                  f"batch {batch} (ratio {ratio:g}); {args.shards} replay shard(s); "
+                  f"capacity {capacity}\n{table(rows)}")
         return
     for workers in args.workers:
-        model = predict(rates, workers, batch, ratio, cores=args.cores)
+        model = predict(rates, workers, batch, ratio, cores=args.cores, shards=args.shards)
         real = measured_rate(rates["config"], workers, args.seconds)
         print(json.dumps({"workers": workers, "predicted_env_steps_per_s": round(
             model["env_steps_per_s"], 1), "bottleneck": model["bottleneck"],

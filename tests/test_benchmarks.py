@@ -131,6 +131,14 @@ def test_scaling_model_takes_the_least_bound(workers, learner_rate, worker_cpus,
     assert out["env_steps_per_s"] == pytest.approx(expected)
 
 
+def test_scaling_model_replay_bound_grows_with_the_shards():
+    scaling = _script("scaling")
+    one, three = (scaling.predict(RATES, 64, 256, 0.4, 1e9, shards=n, learner_on_cpu=False)
+                  for n in (1, 3))
+    assert three["replay_bound"] == pytest.approx(3 * one["replay_bound"])
+    assert three["env_steps_per_s"] == pytest.approx(3 / 1.124e-3)
+
+
 def test_scaling_model_reads_a_cluster_files_worker_cpus_and_gpu():
     scaling = _script("scaling")
     capacity = scaling.cluster_capacity(ROOT / "cluster" / "aws-gpu.yaml")
