@@ -144,3 +144,13 @@ def test_scaling_model_reads_a_cluster_files_worker_cpus_and_gpu():
     capacity = scaling.cluster_capacity(ROOT / "cluster" / "aws-gpu.yaml")
     # 8 c7i.2xlarge nodes of 8 vCPUs, plus the head's 4 CPUs less the learner, replay, eval
     assert capacity == {"worker_cpus": 8 * 8 + 1, "head_gpus": 1}
+
+
+def test_gpu_learner_benchmark_runs_on_the_cpu_and_finds_both_steps_equal(capsys):
+    """The script prepared for a GPU machine (torch and numpy only), run here on the CPU."""
+    bench = _script("gpu_learner")
+    bench.main(["--device", "cpu", "--batches", "32", "--per-call", "4", "--seconds", "0.1"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["batch_32"]["update_many_updates_per_s"] > 0
+    assert report["max_weight_difference"] == 0.0
+    assert report["max_weight_difference_with_a_nan_batch"] == 0.0
