@@ -100,9 +100,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--batches", type=int, default=4, help="batches per sample request")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--shards", type=int, default=1, help="replay actors, one core each")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override, e.g. replay.her_at_sample=true")
     args = parser.parse_args(argv)
     config = load_config(args.config, ("distributed.synchronous=true",
-                                       "train.tensorboard=false"))
+                                       "train.tensorboard=false", *args.set))
     episodes = recorded_episodes(config, args.episodes)
     steps_per_call = sum(e.stats.env_steps for e in episodes)
     spec = make_env(config.env).spec
@@ -131,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ms = lambda xs: round(1000 * statistics.median(xs), 2)
     report = {
         "config": args.config, "levels": config.agent.levels, "producers": args.producers,
-        "shards": args.shards,
+        "shards": args.shards, "overrides": args.set,
         "env_steps_per_insert_call": steps_per_call, "batch_size": config.learner.batch_size,
         "batches_per_request": args.batches,
         "ingest_alone_env_steps_per_s": round(alone_in),

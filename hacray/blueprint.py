@@ -49,7 +49,8 @@ class Blueprint:
                     for s, scheme, ends in zip(self.spaces, schemes, terminate)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
             gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
-            obs_clip=config.learner.obs_clip, rng=seeding.rng(config.train.seed, "replay", *((shard,) if shard else ())))
+            obs_clip=config.learner.obs_clip, her_at_sample=config.replay.her_at_sample,
+            rng=seeding.rng(config.train.seed, "replay", *((shard,) if shard else ())))
 
     def policy(self) -> Policy:
         return Policy(list(self.spaces), self.spec.obs_dim, self.config.learner)

@@ -137,6 +137,11 @@ class ReplayConfig:
     same samples per env step in fewer, larger updates lets it keep up with more workers."""
     tolerance: float = 200.0
     """Rate limiter slack, in updates, before the faster side is made to wait."""
+    her_at_sample: bool = False
+    """Store each action once and draw its hindsight goals when it is sampled (as baselines,
+    SB3 and mrl do), instead of storing it with agent.relabel_k hindsight goals fixed at
+    insert: the same mix of goals, and capacity rows then hold relabel_k + 1 times the env
+    steps. For the hac, future and final schemes."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,7 @@ def save_config(config: Config, path: Path) -> None:
 
 
 RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
+SAMPLE_TIME_SCHEMES = ("hac", "future", "final")  # replay.her_at_sample draws these
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -250,6 +256,10 @@ def validate(config: Config) -> None:
         (len(agent.horizons) == agent.levels,
          f"agent.horizons needs one entry per level ({agent.levels}), got {len(agent.horizons)}"),
         (all(h >= 1 for h in agent.horizons), "agent.horizons entries must be >= 1"),
+        (not replay.her_at_sample or {agent.relabel, agent.top_relabel or agent.relabel}
+         <= set(SAMPLE_TIME_SCHEMES),
+         f"replay.her_at_sample needs agent.relabel and agent.top_relabel among "
+         f"{', '.join(SAMPLE_TIME_SCHEMES)}"),
         (agent.relabel in RELABEL_SCHEMES,
          f"agent.relabel must be one of {', '.join(RELABEL_SCHEMES)}, got {agent.relabel!r}"),
         (agent.top_relabel in (None, *RELABEL_SCHEMES),

@@ -50,6 +50,12 @@ BAD = [
     ("learner: [1, 2]\n", "'learner' must be a mapping"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("learner:\n  actor_lr: [\n", "malformed YAML"),
+    ("replay:\n  her_at_sample: true\nagent:\n  relabel: episode\n",
+     "replay.her_at_sample needs agent.relabel and agent.top_relabel among hac, future, final"),
+    ("replay:\n  her_at_sample: true\nagent:\n  top_relabel: none\n",
+     "replay.her_at_sample needs"),
+    ("distributed:\n  replay_shards: 0\n", "distributed.replay_shards must be >= 1"),
+    ("learner:\n  updates_per_call: 0\n", "learner.updates_per_call must be >= 1"),
 ]
 
 

@@ -24,6 +24,13 @@ def test_two_level_hac_learns_the_tiny_env(tmp_path, point_mass_yaml):
     assert records[-1]["wall_time_s"] < 60
 
 
+def test_hindsight_goals_drawn_at_sample_time_learn_it_too(tmp_path, point_mass_yaml):
+    records = train(tmp_path, point_mass_yaml, "replay.her_at_sample=true")
+    assert records[-1]["eval/success_rate"] >= 0.9
+    # each action stored once: level 0 holds about its env steps, not 1 + relabel_k times them
+    assert records[-1]["replay/level0_size"] <= 1.1 * records[-1]["env_steps"]
+
+
 def test_without_hindsight_relabelling_it_does_not(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "agent.relabel=none")
     assert max(r["eval/success_rate"] for r in records) < 0.5

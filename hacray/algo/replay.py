@@ -8,45 +8,59 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from hacray.algo import normalizer
+from hacray.algo import her_sample, normalizer
+from hacray.algo.her_sample import Hindsight
 from hacray.algo.relabel import segment_transitions
 from hacray.goals import ReachedFn
 from hacray.types import Episode, NormalizerStats, Transitions
 
 
 class RingBuffer:
-    """Fixed-capacity FIFO of transitions; the oldest rows are overwritten first."""
+    """Fixed-capacity FIFO of transitions; the oldest rows are overwritten first. With
+    ``hindsight`` each row also keeps its her_sample.Hindsight columns."""
 
-    def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_dim: int,
+                 hindsight: bool = False):
         self.capacity, self.size, self.cursor = capacity, 0, 0
         shapes = dict(obs=obs_dim, goal=goal_dim, action=act_dim, reward=None, discount=None,
                       next_obs=obs_dim)
+        if hindsight:
+            shapes.update(achieved_next=goal_dim, ahead=None, mode=None)
         self.data = {k: np.zeros((capacity,) if d is None else (capacity, d), np.float32)
                      for k, d in shapes.items()}
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, batch: Transitions) -> None:
-        """Append rows; a batch larger than the capacity keeps only its newest rows."""
+    def add(self, batch: Transitions, hindsight: Optional[Hindsight] = None) -> None:
+        """Append rows (and their hindsight columns, in a hindsight buffer); a batch larger
+        than the capacity keeps only its newest rows."""
         n = len(batch)
         if n == 0:
             return
         rows = np.arange(self.cursor, self.cursor + n) % self.capacity
         keep = slice(max(0, n - self.capacity), n)
-        for name, column in zip(Transitions._fields, batch):
+        columns = list(zip(Transitions._fields, batch))
+        if hindsight is not None:
+            columns += list(zip(Hindsight._fields, hindsight))
+        for name, column in columns:
             self.data[name][rows[keep]] = column[keep]
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.capacity, self.size + n)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
         """Uniform sample with replacement."""
-        idx = rng.integers(0, self.size, size=batch_size)
+        return self.rows(rng.integers(0, self.size, size=batch_size))
+
+    def rows(self, idx: np.ndarray) -> Transitions:
         return Transitions(*(self.data[name][idx] for name in Transitions._fields))
+
+    def hindsight(self, idx: np.ndarray) -> Hindsight:
+        return Hindsight(*(self.data[name][idx] for name in Hindsight._fields))
 
     def state_dict(self) -> dict[str, Any]:
         """The stored rows (copies) and where the next ones go."""
@@ -57,6 +71,9 @@ class RingBuffer:
         """Restore rows saved by ``state_dict``: as they were with the same capacity (so that
         sampling continues exactly), else oldest first, keeping the newest that fit."""
         data, size = state["data"], int(state["size"])
+        if set(data) != set(self.data):
+            raise ValueError(f"replay snapshot has columns {sorted(data)}, this buffer "
+                             f"{sorted(self.data)} (was replay.her_at_sample changed?)")
         for name, column in data.items():
             if column.shape[1:] != self.data[name].shape[1:]:
                 raise ValueError(f"replay snapshot's {name} rows have shape {column.shape[1:]}, "
@@ -70,7 +87,9 @@ class RingBuffer:
         if size == state["capacity"]:  # it had wrapped: the oldest row is at the cursor
             order = np.roll(order, -int(state["cursor"]))
         self.size = self.cursor = 0
-        self.add(Transitions(*(data[name][order] for name in Transitions._fields)))
+        self.add(Transitions(*(data[name][order] for name in Transitions._fields)),
+                 Hindsight(*(data[name][order] for name in Hindsight._fields))
+                 if "mode" in data else None)
 
 
 @dataclass(frozen=True)
@@ -95,11 +114,13 @@ class HierarchicalReplay:
     """
 
     def __init__(self, levels: list[LevelSpec], obs_dim: int, capacity: int, gamma: float,
-                 k: int, drop_degenerate: bool, obs_clip: float, rng: np.random.Generator):
+                 k: int, drop_degenerate: bool, obs_clip: float, rng: np.random.Generator,
+                 her_at_sample: bool = False):
         self.levels, self.gamma, self.k = levels, gamma, k
-        self.drop_degenerate = drop_degenerate
+        self.drop_degenerate, self.her_at_sample = drop_degenerate, her_at_sample
         self.obs_clip, self.rng = obs_clip, rng
-        self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim) for lv in levels]
+        self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim, her_at_sample)
+                        for lv in levels]
         self.obs_stats = normalizer.empty_stats(obs_dim)
         self.goal_stats = [normalizer.empty_stats(lv.goal_dim) for lv in levels]
         self.episodes = 0
@@ -122,6 +143,12 @@ class HierarchicalReplay:
             for segment in segments:
                 keep_original = not (level == top and episode.stats.degenerate
                                      and self.drop_degenerate)
+                if self.her_at_sample:  # each action once, its hindsight goals drawn later
+                    self.buffers[level].add(*her_sample.base_rows(
+                        segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
+                        terminate_on_goal=spec.terminate_on_goal, keep_original=keep_original,
+                        rng=self.rng))
+                    continue
                 self.buffers[level].add(segment_transitions(
                     segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
                     scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
@@ -147,8 +174,23 @@ class HierarchicalReplay:
         return len(self.buffers[0]) >= min_size and all(len(b) > 0 for b in self.buffers)
 
     def sample(self, batch_size: int) -> tuple[Transitions, ...]:
-        """One batch per level."""
-        return tuple(b.sample(batch_size, self.rng) for b in self.buffers)
+        """One batch per level (with replay.her_at_sample, hindsight goals drawn now)."""
+        if not self.her_at_sample:
+            return tuple(b.sample(batch_size, self.rng) for b in self.buffers)
+        return tuple(self._sample_relabelled(b, spec, batch_size)
+                     for b, spec in zip(self.buffers, self.levels))
+
+    def _sample_relabelled(self, buffer: RingBuffer, spec: LevelSpec, batch_size: int
+                           ) -> Transitions:
+        idx = self.rng.integers(0, buffer.size, size=batch_size)
+        hindsight = buffer.hindsight(idx)
+        offsets = her_sample.draw_offsets(hindsight.ahead, hindsight.mode, spec.scheme, self.k,
+                                          self.rng)
+        # a segment's rows lie in order (mod capacity) and are newer than the sampled one
+        goals = buffer.data["achieved_next"][(idx + np.maximum(offsets, 0)) % buffer.capacity]
+        return her_sample.relabelled(buffer.rows(idx), hindsight.achieved_next, goals,
+                                     offsets >= 0, reached=spec.reached, gamma=self.gamma,
+                                     terminate_on_goal=spec.terminate_on_goal)
 
     def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
         return self.obs_stats, tuple(self.goal_stats)
