@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # vCPUs and GPUs of the instance types our cluster files name (AWS's published figures)
 INSTANCES = {"c7i.2xlarge": (8, 0), "c6i.2xlarge": (8, 0), "c7i.4xlarge": (16, 0),
              "g5.xlarge": (4, 1), "g5.2xlarge": (8, 1), "g5.4xlarge": (16, 1)}
-HEAD_ROLES_CPUS = 1.5  # learner 1 (a level thread), evaluator 0.5, + 1 per replay shard
+EVAL_CPUS = 0.5  # the evaluator's (distributed.py); the learner's: a CPU per level thread
 
 
 def predict(rates: dict[str, Any], workers: int, batch: int, ratio: float,
@@ -66,8 +66,10 @@ def predict(rates: dict[str, Any], workers: int, batch: int, ratio: float,
             **{f"{name}_bound": value for name, value in bounds.items()}}
 
 
-def cluster_capacity(path: Path, shards: int = 1) -> dict[str, int]:
-    """Rollout-worker CPUs at full scale and the head's GPUs, from a Ray cluster file."""
+def cluster_capacity(path: Path, shards: int = 1, learner_cpus: float = 1.0) -> dict[str, int]:
+    """Rollout-worker CPUs at full scale and the head's GPUs, from a Ray cluster file: every
+    CPU node type at its max_workers, and the head's CPUs that the learner (``learner_cpus``),
+    the replay shards and the evaluator leave."""
     spec = yaml.safe_load(path.read_text())
     node_types, head = spec["available_node_types"], spec["head_node_type"]
     worker_cpus = head_gpus = 0
@@ -76,7 +78,7 @@ def cluster_capacity(path: Path, shards: int = 1) -> dict[str, int]:
         cpus = int((node.get("resources") or {}).get("CPU", cpus))
         if name == head:
             head_gpus = gpus
-            worker_cpus += max(0, int(cpus - HEAD_ROLES_CPUS - shards))
+            worker_cpus += max(0, int(cpus - learner_cpus - shards - EVAL_CPUS))
         else:
             worker_cpus += cpus * int(node.get("max_workers", spec.get("max_workers", 0)))
     return {"worker_cpus": worker_cpus, "head_gpus": head_gpus}
@@ -119,8 +121,17 @@ def measure(config_path: str, batches: list[int], seconds: float) -> dict[str, A
             "updates_per_env_step": config.replay.updates_per_env_step}
 
 
+def learner_cpus(config_path: str) -> float:
+    """CPUs a run of this config's learner asks Ray for: one per level thread."""
+    from hacray.algo.learner import level_threads
+    from hacray.config import load_config
+    config = load_config(config_path)
+    return float(level_threads(config.learner, config.agent.levels, cpus=config.agent.levels))
+
+
 # -- check --------------------------------------------------------------------------------------
-def measured_rate(config: str, workers: int, seconds: float) -> float:
+def measured_rate(config: str, workers: int, seconds: float, shards: int, batch: int,
+                  ratio: float) -> float:
     """Median env steps/s of a real ``hacray train --workers W`` run's records, after its
     first two (filling replay), stopped with SIGINT after ``seconds``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +141,10 @@ def measured_rate(config: str, workers: int, seconds: float) -> float:
              "--run-dir", str(run), "--max-env-steps", "10000000",
              "--set", "learner.level_threads=1", "--set", "train.eval_every=2000",
              "--set", "train.eval_episodes=1", "--set", "train.video_every=0",
-             "--set", "train.tensorboard=false"],
+             "--set", "train.tensorboard=false",
+             "--set", f"distributed.replay_shards={shards}",
+             "--set", f"learner.batch_size={batch}",
+             "--set", f"replay.updates_per_env_step={ratio}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         time.sleep(seconds)
         proc.send_signal(signal.SIGINT)
@@ -180,8 +194,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     batch = args.batch or rates["batch_size"]
     ratio = rates["updates_per_env_step"] * rates["batch_size"] / batch  # samples/step held
     if args.command == "predict":
-        capacity = (cluster_capacity(args.cluster, args.shards) if args.cluster
-                    else {"worker_cpus": None})
+        capacity = (cluster_capacity(args.cluster, args.shards, learner_cpus(rates["config"]))
+                    if args.cluster else {"worker_cpus": None})
         for assumed in args.learner_rate or [None]:
             rows = [predict(rates, w, batch, ratio, assumed, capacity["worker_cpus"], args.cores,
                             learner_on_cpu=assumed is None, shards=args.shards)
@@ -193,7 +207,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     for workers in args.workers:
         model = predict(rates, workers, batch, ratio, cores=args.cores, shards=args.shards)
-        real = measured_rate(rates["config"], workers, args.seconds)
+        real = measured_rate(rates["config"], workers, args.seconds, args.shards, batch, ratio)
         print(json.dumps({"workers": workers, "predicted_env_steps_per_s": round(
             model["env_steps_per_s"], 1), "bottleneck": model["bottleneck"],
             "measured_env_steps_per_s": round(real, 1),

@@ -260,6 +260,8 @@ def validate(config: Config) -> None:
          <= set(SAMPLE_TIME_SCHEMES),
          f"replay.her_at_sample needs agent.relabel and agent.top_relabel among "
          f"{', '.join(SAMPLE_TIME_SCHEMES)}"),
+        (not replay.her_at_sample or agent.relabel_k >= 1,
+         "replay.her_at_sample needs agent.relabel_k >= 1"),
         (agent.relabel in RELABEL_SCHEMES,
          f"agent.relabel must be one of {', '.join(RELABEL_SCHEMES)}, got {agent.relabel!r}"),
         (agent.top_relabel in (None, *RELABEL_SCHEMES),
@@ -296,6 +298,10 @@ def validate(config: Config) -> None:
         (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
         (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
         (config.distributed.replay_shards >= 1, "distributed.replay_shards must be >= 1"),
+        (config.distributed.workers == 0
+         or config.distributed.replay_shards <= config.distributed.workers,
+         "distributed.replay_shards must be <= distributed.workers (a shard without a worker "
+         "never fills)"),
         (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),
         (config.distributed.worker_cpus > 0, "distributed.worker_cpus must be > 0"),
         (learner.target_update_every >= 1, "learner.target_update_every must be >= 1"),

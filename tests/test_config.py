@@ -55,6 +55,10 @@ BAD = [
     ("replay:\n  her_at_sample: true\nagent:\n  top_relabel: none\n",
      "replay.her_at_sample needs"),
     ("distributed:\n  replay_shards: 0\n", "distributed.replay_shards must be >= 1"),
+    ("distributed:\n  replay_shards: 3\n  workers: 2\n",
+     "distributed.replay_shards must be <= distributed.workers"),
+    ("replay:\n  her_at_sample: true\nagent:\n  relabel_k: 0\n",
+     "replay.her_at_sample needs agent.relabel_k >= 1"),
     ("learner:\n  updates_per_call: 0\n", "learner.updates_per_call must be >= 1"),
 ]
 

@@ -130,3 +130,16 @@ def test_plain_ring_buffers_sample_as_before():
     """Without hindsight columns the buffer and its draws are what they always were."""
     buf = RingBuffer(capacity=5, obs_dim=1, goal_dim=1, act_dim=1)
     assert set(buf.data) == {"obs", "goal", "action", "reward", "discount", "next_obs"}
+
+
+def test_the_normaliser_statistics_are_those_of_insert_time_relabelling():
+    """What the replay feeds the normaliser does not depend on when goals are drawn."""
+    stats = []
+    for her_at_sample in (False, True):
+        replay = one_level_replay(100, her_at_sample)
+        for e in range(1, 4):
+            replay.add_episode(episode_of([10.0 * e + t for t in range(6)], goal=-1))
+        stats.append(replay.normalizer_stats())
+    (obs_a, (goal_a,)), (obs_b, (goal_b,)) = stats
+    assert goal_a.count == goal_b.count == 3 * 7 and obs_a.count == obs_b.count == 3 * 6
+    assert np.array_equal(goal_a.sum, goal_b.sum) and np.array_equal(obs_a.sum, obs_b.sum)

@@ -131,3 +131,23 @@ def test_fused_adam_state_loads_into_a_learner_without_it_and_back(monkeypatch):
     again.update_many(data)
     assert again.levels[0].critic_opt.param_groups[0]["fused"] is True
     assert again.updates == 12 and all(torch.isfinite(t).all() for t in flat_state(again))
+
+
+def test_restore_goes_back_when_only_the_critics_optimiser_had_stepped():
+    """A first update whose critic stepped and whose actor did not: a later deferred call
+    that fails must restore the critic's Adam state and forget the actor's new one."""
+    learner = make_learner(1, 1)
+    level = learner.levels[0]
+    batch = {k: torch.as_tensor(v) for k, v in
+             random_batches(1, np.random.default_rng(5))[0]._asdict().items()}
+    loss = level.critic(batch["obs"][:, :OBS_DIM], batch["goal"], batch["action"]).pow(2).mean()
+    level_mod.guarded_step(level.critic_opt, loss, level.critic, deferred=False)
+    assert level.critic_opt.state and not level.actor_opt.state
+    before = [t.clone() for t in flat_state(learner)]
+    level.snapshot()
+    learner.update_many([random_batches(1, np.random.default_rng(6))], deferred=False)
+    assert level.actor_opt.state
+    level.restore()
+    assert not level.actor_opt.state
+    for x, y in zip(before, flat_state(learner), strict=True):
+        assert torch.equal(x, y)

@@ -58,6 +58,7 @@ class Learner:
         self.skipped_updates = 0
         self.consecutive_skips = 0
         self._pinned_buffer: Optional[torch.Tensor] = None
+        self._copied: Optional[Any] = None  # a CUDA event: the last copy out of the buffer
         self._norm_tensors = self._normaliser_tensors()
         self._published_stats = self._stats()
         self._norm_drift = self._drift_since(self._published_stats)  # zeros: nothing moved yet
@@ -116,7 +117,9 @@ class Learner:
         baselines).
 
         ``deferred`` defaults to True on a GPU, where every read waits for the queued kernels,
-        and False on the CPU, where a read costs nothing and a snapshot would.
+        and False on the CPU, where a read costs nothing and a snapshot would. One difference
+        remains: when the skips reach MAX_CONSECUTIVE_SKIPS inside a call, NumericalError is
+        raised after all of the call's updates ran (the run stops there either way).
         """
         if deferred is None:
             deferred = self.device.type != "cpu"
@@ -140,6 +143,9 @@ class Learner:
         tensor = torch.as_tensor(flat)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":  # the next pack waits for this copy to finish
+                self._copied = torch.cuda.Event()
+                self._copied.record()
         return batches_mod.unpack(tensor, layout)
 
     def _pinned(self, batches: Sequence[tuple[Transitions, ...]]) -> Optional[np.ndarray]:
@@ -147,6 +153,8 @@ class Learner:
         if self.device.type != "cuda":
             return None
         size = batches_mod.layout_of(batches).size
+        if self._copied is not None:  # still being read by the last call's copy?
+            self._copied.synchronize()
         if self._pinned_buffer is None or self._pinned_buffer.numel() < size:
             self._pinned_buffer = torch.empty(size, dtype=torch.float32, pin_memory=True)
         return self._pinned_buffer.numpy()

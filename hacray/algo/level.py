@@ -50,7 +50,7 @@ class Level:
         self.goal_norm = Normalizer(space.goal_dim, config.norm_eps, config.norm_clip,
                                     config.obs_clip)
         self._saved: Optional[list[torch.Tensor]] = None
-        self._saved_optimiser_state = False
+        self._had_state = (False, False)  # the actor's and the critic's optimiser, at snapshot
 
     # -- snapshot and restore (the deferred guard's way back) ---------------------------------
     def _tensors(self) -> list[torch.Tensor]:
@@ -72,17 +72,17 @@ class Level:
         else:
             with torch.no_grad():
                 torch._foreach_copy_(self._saved, tensors)
-        self._saved_optimiser_state = bool(self.actor_opt.state or self.critic_opt.state)
+        self._had_state = (bool(self.actor_opt.state), bool(self.critic_opt.state))
 
     @torch.no_grad()
     def restore(self) -> None:
-        """Back to the last ``snapshot`` (optimisers that had taken no step yet forget theirs)."""
+        """Back to the last ``snapshot``: an optimiser that had taken no step by then forgets
+        the state it made since (each on its own: a critic may have stepped, its actor not)."""
         assert self._saved is not None, "restore without a snapshot"
-        if not self._saved_optimiser_state:
-            self.actor_opt.state.clear()
-            self.critic_opt.state.clear()
-        tensors = self._tensors()
-        torch._foreach_copy_(tensors, self._saved[:len(tensors)])
+        for opt, had_state in zip((self.actor_opt, self.critic_opt), self._had_state):
+            if not had_state:
+                opt.state.clear()
+        torch._foreach_copy_(self._tensors(), self._saved)  # the same tensors as then
 
     def after_load(self) -> None:
         """Optimiser state loaded from a checkpoint keeps this level's Adam kind (fused or not,

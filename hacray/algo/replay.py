@@ -148,11 +148,11 @@ class HierarchicalReplay:
                         segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
                         terminate_on_goal=spec.terminate_on_goal, keep_original=keep_original,
                         rng=self.rng))
-                    continue
-                self.buffers[level].add(segment_transitions(
-                    segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
-                    scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
-                    rng=self.rng, keep_original=keep_original))
+                else:
+                    self.buffers[level].add(segment_transitions(
+                        segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
+                        scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
+                        rng=self.rng, keep_original=keep_original))
                 self.goal_stats[level] = normalizer.merge(
                     self.goal_stats[level],
                     normalizer.stats_of(np.vstack([segment.achieved, segment.goal[None]]),

@@ -100,13 +100,16 @@ class LearnerActor:
         """Synchronous mode: the updates owed at ``env_steps`` (the local runner's ``train``),
         then publish."""
         owed = updates_owed(self.updates_per_env_step, env_steps, self.learner.updates)
-        while owed > 0:
+        unready = 0  # shards in a row not filled to min_size yet: all of them ends the cycle
+        while owed > 0 and unready < len(self.replays):
             shard, self.next_shard = self.next_shard, (self.next_shard + 1) % len(self.replays)
             samples = await asyncio.wait_for(
                 self.replays[shard].sample.remote(self.batch_size, min(owed, self.per_call)),
                 self.timeout_s)
-            if samples is None:  # that shard is not filled to min_size yet
-                break
+            if samples is None:
+                unready += 1
+                continue
+            unready = 0
             self._update(samples, shard)
             owed -= len(samples)
         self._publish()

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 from hacray.algo import normalizer
 from hacray.types import NormalizerStats, ReplayStatus
 
-RECENT = 100  # episodes behind the merged train/* statistics (as one replay actor keeps)
+RECENT = 100  # episodes behind the merged train/* statistics (an equal share from each shard)
 
 
 def role(shard: int) -> str:
@@ -43,7 +43,7 @@ def merge_statuses(statuses: Sequence[ReplayStatus]) -> ReplayStatus:
         episodes_from_worker=from_worker,
         degenerate_episodes=sum(s.degenerate_episodes for s in statuses),
         rejected_episodes=sum(s.rejected_episodes for s in statuses),
-        recent=[e for s in statuses for e in s.recent][-RECENT:],
+        recent=[e for s in statuses for e in s.recent[-(RECENT // len(statuses)):]],
         mean_policy_version=sum(w * s.mean_policy_version for w, s in zip(weights, statuses))
         / sum(weights),
         rng_state=first.rng_state,
