@@ -70,6 +70,9 @@ class AgentConfig:
     """Relative subgoals (HIRO-style): levels above 0 propose an offset of at most this much per
     subgoal coordinate from where the level below stands (what it can reach in its horizon);
     None: absolute subgoals anywhere in [env.subgoal_low, env.subgoal_high]."""
+    lower_sees_goal: bool = False
+    """Level 0 also gets the env goal beside its subgoal (its goal input is the subgoal, then
+    the env goal; whether it reached a subgoal is judged on the subgoal alone)."""
     top_relabel: Optional[str] = None
     """The top level's hindsight scheme; None: agent.relabel. With top_terminate_on_goal false,
     'future' trains the top level with flat HER's recipe (the one that works on Fetch)."""
@@ -268,6 +271,8 @@ def validate(config: Config) -> None:
          f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
          f"got {agent.top_relabel!r}"),
         (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (not agent.lower_sees_goal or agent.levels >= 2,
+         "agent.lower_sees_goal needs agent.levels >= 2 (a flat agent sees the goal already)"),
         (agent.subgoal_offset is None or all(w > 0 for w in agent.subgoal_offset),
          "agent.subgoal_offset entries must be > 0"),
         (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),

@@ -31,6 +31,11 @@ def test_hindsight_goals_drawn_at_sample_time_learn_it_too(tmp_path, point_mass_
     assert records[-1]["replay/level0_size"] <= 1.1 * records[-1]["env_steps"]
 
 
+def test_a_lower_level_that_sees_the_goal_learns_it_too(tmp_path, point_mass_yaml):
+    records = train(tmp_path, point_mass_yaml, "agent.lower_sees_goal=true")
+    assert records[-1]["eval/success_rate"] >= 0.9
+
+
 def test_without_hindsight_relabelling_it_does_not(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "agent.relabel=none")
     assert max(r["eval/success_rate"] for r in records) < 0.5

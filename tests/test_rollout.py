@@ -205,3 +205,31 @@ def test_a_subgoal_offset_of_the_wrong_length_is_refused():
     config = load_config(None, ("env.id=PointMass-v0", "agent.subgoal_offset=[0.3]"))
     with pytest.raises(ConfigError, match="agent.subgoal_offset needs one half-width per"):
         Blueprint.of(config, make_env(config.env).spec)
+
+
+@pytest.mark.parametrize("relative", [(), ("agent.subgoal_offset=[0.4, 0.4]",)])
+def test_a_lower_level_that_sees_the_goal_gets_subgoal_then_env_goal(relative):
+    """agent.lower_sees_goal: level 0's goal is the subgoal from above, then the env goal (its
+    achieved rows carry the env goal too, so it never makes a subgoal reached or missed); the
+    level above still proposes and is relabelled in the subgoal space alone."""
+    episode, config = play(("agent.levels=2", "agent.horizons=[5,6]",
+                            "agent.lower_sees_goal=true", *relative))
+    top, bottom = episode.segments[1][0], episode.segments[0]
+    env_goal = top.goal
+    assert top.actions.shape[1] == top.hindsight_actions.shape[1] == 2  # PointMass's x-y
+    for t, seg in enumerate(bottom):
+        assert seg.goal.shape == (4,) and seg.achieved.shape[1] == 4
+        np.testing.assert_array_equal(seg.goal[2:], env_goal)
+        np.testing.assert_array_equal(seg.achieved[:, 2:], np.tile(env_goal, (len(seg.obs), 1)))
+        if not relative:
+            np.testing.assert_array_equal(seg.goal[:2], top.actions[t])
+            np.testing.assert_array_equal(top.hindsight_actions[t], seg.achieved[-1, :2])
+    spaces = Blueprint.of(config, make_env(config.env).spec).spaces
+    assert (spaces[0].goal_dim, spaces[0].context_dim, spaces[1].context_dim) == (4, 2, 0)
+
+
+def test_a_flat_agent_cannot_be_told_to_see_its_goal_twice():
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match="agent.lower_sees_goal needs agent.levels >= 2"):
+        load_config(None, ("env.id=PointMass-v0", "agent.levels=1", "agent.horizons=[30]",
+                           "agent.lower_sees_goal=true"))

@@ -35,10 +35,30 @@ class LevelSpace:
     subgoal_low: np.ndarray | None = None
     """With relative actions: the box that the subgoals they make are clipped into."""
     subgoal_high: np.ndarray | None = None
+    context_dim: int = 0
+    """Trailing goal coordinates that are the env goal, not a subgoal (agent.lower_sees_goal):
+    constant through an episode, so they never make a goal reached or missed."""
 
-    def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
-        """This level's goal-space view of an observation."""
-        return env_achieved if self.goal_indices is None else obs[..., self.goal_indices]
+    def achieved(self, obs: np.ndarray, env_achieved: np.ndarray,
+                 env_goal: np.ndarray | None = None) -> np.ndarray:
+        """This level's goal-space view of an observation (with the env goal as context)."""
+        if self.goal_indices is None:
+            return env_achieved
+        own = obs[..., self.goal_indices]
+        if not self.context_dim:
+            return own
+        return np.concatenate([own, np.broadcast_to(env_goal, (*own.shape[:-1], self.context_dim))],
+                              axis=-1).astype(np.float32)
+
+    def with_context(self, subgoal: np.ndarray, env_goal: np.ndarray) -> np.ndarray:
+        """The goal this level pursues for ``subgoal`` from above: it, then any context."""
+        if not self.context_dim:
+            return subgoal
+        return np.concatenate([subgoal, env_goal]).astype(np.float32)
+
+    def without_context(self, goal: np.ndarray) -> np.ndarray:
+        """A goal of this level less its context: the subgoal the level above deals in."""
+        return goal[..., :self.goal_dim - self.context_dim] if self.context_dim else goal
 
     @cached_property  # on every action: computed once (the dataclass is frozen)
     def act_centre(self) -> np.ndarray:
@@ -103,9 +123,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
             act_low, act_high = -np.asarray(offset), np.asarray(offset)
         else:
             act_low, act_high = spec.subgoal_low, spec.subgoal_high
+        context = spec.goal_dim if i == 0 and not top and agent.lower_sees_goal else 0
         spaces.append(LevelSpace(
             index=i, horizon=horizon,
-            goal_dim=spec.goal_dim if top else sub_dim,
+            goal_dim=spec.goal_dim if top else sub_dim + context,
             act_dim=spec.action_dim if i == 0 else sub_dim,
             act_low=act_low.astype(np.float32), act_high=act_high.astype(np.float32),
             threshold=spec.goal_threshold if top else spec.subgoal_threshold,
@@ -113,5 +134,5 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
             goal_indices=None if top else np.asarray(spec.subgoal_indices),
             relative=relative,
             subgoal_low=spec.subgoal_low if relative else None,
-            subgoal_high=spec.subgoal_high if relative else None))
+            subgoal_high=spec.subgoal_high if relative else None, context_dim=context))
     return spaces

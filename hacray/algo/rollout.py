@@ -185,7 +185,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     space = policy.spaces[level]
     rec.goals[level] = goal
     reached = distance_reached(space.threshold)
-    obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved)]
+    env_goal = rec.goals[-1]
+    obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved, env_goal)]
     actions, hindsight, tested, missed = [], [], [], []
     goal_hit = False
     top = level == len(policy.spaces) - 1
@@ -202,11 +203,12 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         else:
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
             below = policy.spaces[level - 1]
-            start = below.achieved(rec.obs, rec.env_achieved)
-            sub_hit = yield from _run_level(level - 1, space.subgoal(action, start), test, env,
-                                            policy, agent, rng, explore, rec)
-            hindsight.append(space.hindsight_action(below.achieved(rec.obs, rec.env_achieved),
-                                                    start))
+            start = below.without_context(below.achieved(rec.obs, rec.env_achieved, env_goal))
+            subgoal = below.with_context(space.subgoal(action, start), env_goal)
+            sub_hit = yield from _run_level(level - 1, subgoal, test, env, policy, agent, rng,
+                                            explore, rec)
+            hindsight.append(space.hindsight_action(
+                below.without_context(below.achieved(rec.obs, rec.env_achieved, env_goal)), start))
             # a subgoal whose attempts were cut off by the episode's end was not missed
             cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
             tested.append(test)
@@ -218,7 +220,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
                 rec.tests_failed += test and not sub_hit
         actions.append(action)
         obs_rows.append(rec.obs)
-        ach_rows.append(space.achieved(rec.obs, rec.env_achieved))
+        ach_rows.append(space.achieved(rec.obs, rec.env_achieved, env_goal))
         goal_hit = bool(reached(ach_rows[-1], goal))
         if rec.done or (goal_hit and not top):
             break
