@@ -86,3 +86,32 @@ def test_a_binary_config_file_is_one_line_exit_2(tmp_path, capsys):
     _, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and "is not UTF-8 text" in err, err
     assert not run_dir.exists()
+
+
+def every_file(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("change,message", [
+    ("agent.levels=1", "agent.levels is 1 but the run being resumed used 2"),
+    ("learner.hidden=[32]", "learner.hidden is [32] but the run being resumed used [64, 64]"),
+    ("replay.her_at_sample=true", "replay.her_at_sample is True but the run being resumed "
+                                  "used False"),
+    ("agent.lower_sees_goal=true", "agent.lower_sees_goal is True but the run being resumed "
+                                   "used False"),
+])
+def test_resuming_with_other_shapes_is_one_line_exit_2_and_changes_nothing(
+        tmp_path, capsys, point_mass_yaml, change, message):
+    run_dir = tmp_path / "run"
+    base = ["train", str(point_mass_yaml), "--run-dir", str(run_dir), "--set",
+            "train.tensorboard=false", "--set", "learner.hidden=[64,64]"]
+    assert main(base + ["--max-env-steps", "600"]) == 0
+    capsys.readouterr()
+    before = every_file(run_dir)
+    extra = ["--set", "agent.horizons=[30]"] if change == "agent.levels=1" else []
+    code = main(base + ["--max-env-steps", "900", "--resume", "--set", change, *extra])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert every_file(run_dir) == before
