@@ -53,8 +53,10 @@ def predict(rates: dict[str, Any], workers: int, batch: int, ratio: float,
             shards: int = 1) -> dict[str, Any]:
     """The model's env steps/s for ``workers`` workers and which bound holds it (see module)."""
     r_w = rates["worker_env_steps_per_s"]
-    updates = learner_rate if learner_rate is not None else rates["learner_updates_per_s"][str(batch)]
-    ingest, sample = rates["replay_ingest_env_steps_per_s"], rates["replay_sample_transitions_per_s"]
+    updates = (learner_rate if learner_rate is not None
+               else rates["learner_updates_per_s"][str(batch)])
+    ingest = rates["replay_ingest_env_steps_per_s"]
+    sample = rates["replay_sample_transitions_per_s"]
     placed = workers if worker_cpus is None else min(workers, worker_cpus)
     replay_s = 1 / ingest + ratio * batch / sample  # replay core seconds per env step
     bounds = {"workers": placed * r_w, "learner": updates / ratio, "replay": shards / replay_s}

@@ -17,7 +17,7 @@ def test_only_the_ray_shells_import_ray():
 def test_the_algorithm_never_imports_torch_outside_the_learner_and_networks():
     algo = PACKAGE / "algo"
     importing = sorted(p.name for p in algo.glob("*.py") if "import torch" in p.read_text())
-    assert importing == ["learner.py", "level.py", "networks.py"]
+    assert importing == ["feed.py", "learner.py", "level.py", "networks.py"]
 
 
 def test_the_cli_and_what_a_rollout_worker_runs_import_neither_torch_nor_ray():

@@ -9,7 +9,7 @@ from hacray.algo import batches
 from hacray.algo import level as level_mod
 from hacray.algo.learner import Learner
 from hacray.types import Transitions
-from tests.test_learner import SPACES, OBS_DIM, flat_state, make_learner, random_batches
+from tests.test_learner import OBS_DIM, flat_state, make_learner, random_batches
 
 
 def tiny(level_value: float, n: int = 2) -> Transitions:
@@ -106,7 +106,8 @@ def test_deferred_guards_are_read_once_per_call(monkeypatch):
     rng = np.random.default_rng(3)
     reads = []
     original = Learner._read
-    monkeypatch.setattr(Learner, "_read", lambda self, runs: reads.append(1) or original(self, runs))
+    monkeypatch.setattr(Learner, "_read",
+                        lambda self, runs: reads.append(1) or original(self, runs))
     monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: pytest.fail("a guard read eagerly"))
     learner.update_many([random_batches(2, rng) for _ in range(4)], deferred=True)
     assert reads == [1]

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from hacray.algo import batches as batches_mod
+from hacray.algo.feed import DeviceFeed
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.level import Guard, Level, learn
 from hacray.algo.networks import export_actor
@@ -57,8 +57,7 @@ class Learner:
         self.version = 0
         self.skipped_updates = 0
         self.consecutive_skips = 0
-        self._pinned_buffer: Optional[torch.Tensor] = None
-        self._copied: Optional[Any] = None  # a CUDA event: the last copy out of the buffer
+        self._feed = DeviceFeed(self.device)
         self._norm_tensors = self._normaliser_tensors()
         self._published_stats = self._stats()
         self._norm_drift = self._drift_since(self._published_stats)  # zeros: nothing moved yet
@@ -123,7 +122,7 @@ class Learner:
         """
         if deferred is None:
             deferred = self.device.type != "cpu"
-        columns = self._to_device(batches)
+        columns = self._feed(batches)
         jobs = [(i, level, columns[i], deferred) for i, level in enumerate(self.levels)]
         if self._pool is None:
             runs = [self._run_level(*job) for job in jobs]
@@ -136,28 +135,6 @@ class Learner:
                 guards[i], level_metrics[i] = self._read([self._run_level(*jobs[i][:3], False)])
                 guards[i], level_metrics[i] = guards[i][0], level_metrics[i][0]
         return self._count(guards, level_metrics)
-
-    def _to_device(self, batches: Sequence[tuple[Transitions, ...]]
-                   ) -> list[dict[str, torch.Tensor]]:
-        flat, layout = batches_mod.pack(batches, self._pinned(batches))
-        tensor = torch.as_tensor(flat)
-        if self.device.type != "cpu":
-            tensor = tensor.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":  # the next pack waits for this copy to finish
-                self._copied = torch.cuda.Event()
-                self._copied.record()
-        return batches_mod.unpack(tensor, layout)
-
-    def _pinned(self, batches: Sequence[tuple[Transitions, ...]]) -> Optional[np.ndarray]:
-        """A page-locked host buffer for ``pack`` on CUDA (grown when too small), else None."""
-        if self.device.type != "cuda":
-            return None
-        size = batches_mod.layout_of(batches).size
-        if self._copied is not None:  # still being read by the last call's copy?
-            self._copied.synchronize()
-        if self._pinned_buffer is None or self._pinned_buffer.numel() < size:
-            self._pinned_buffer = torch.empty(size, dtype=torch.float32, pin_memory=True)
-        return self._pinned_buffer.numpy()
 
     def _run_level(self, i: int, level: Level, columns: dict[str, torch.Tensor],
                    deferred: bool) -> tuple[list[Guard], dict[str, Any]]:
