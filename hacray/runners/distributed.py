@@ -38,10 +38,9 @@ from hacray.runners.common import StopFlag, Throughput, check_resources
 from hacray.runners.evaluator_actor import Evaluator
 from hacray.runners.learner_actor import LearnerActor
 from hacray.runners.ray_util import get, init_ray, meters, shutdown_local_ray
-from hacray.runners.replay_actor import ReplayActor
+from hacray.runners.replay_actor import start_shards
 from hacray.runners.runbook import RunBook
-from hacray.runners.shards import (join_snapshots, merge_statuses, role, shard_metrics,
-                                   shard_of, split_snapshot)
+from hacray.runners.shards import join_snapshots, merge_statuses, role, shard_metrics, shard_of
 from hacray.runners.worker_actor import RolloutWorker
 from hacray.types import Counters, LearnerSnapshot, ReplayStatus
 
@@ -161,17 +160,9 @@ class DistributedTrainer:
         bundle = [PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i)
                   for i in range(1 + shards)]
         learner_state = state.learner if state else None
-        snapshots, note = split_snapshot(self.replay_snapshot, shards)
-        if note:
-            print(f"hacray: {note}", file=sys.stderr)
+        self.replays = start_shards(config, self.spec, self.book.counters, state,
+                                    self.replay_snapshot, cpus["replay"], bundle[1:], name)
         self.replay_snapshot = None  # the actors hold it now
-        # shard 0 carries the run's totals so far; the others start from nothing
-        self.replays = [ReplayActor.options(
-            name=name(role(s)), num_cpus=cpus["replay"], scheduling_strategy=bundle[1 + s]).remote(
-            config, self.spec, self.book.counters if s == 0 else Counters(),
-            learner_state["updates"] if state and s == 0 else 0,
-            state.rng.get(role(s)) if state else None, learner_state if s == 0 else None,
-            snapshots[s], shard=s) for s in range(shards)]
         self.learner = LearnerActor.options(
             name=name("learner"), num_cpus=cpus["learner"], num_gpus=gpus,
             scheduling_strategy=bundle[0]).remote(config, self.spec, learner_state, self.replays)

@@ -4,8 +4,9 @@ learner actor samples from it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import ray
@@ -15,8 +16,11 @@ from hacray.blueprint import Blueprint
 from hacray.config import Config
 from hacray.envs import EnvSpec
 from hacray.runners.ray_util import meters
-from hacray.runners.shards import role
+from hacray.runners.shards import role, split_snapshot
 from hacray.types import Counters, Episode, ReplayStatus, Sample, Turn
+
+if TYPE_CHECKING:  # checkpoint imports torch: not for the handle holders (rollout workers)
+    from hacray.checkpoint import RunState
 
 HOLD_S = 1.0            # longest the replay holds a reply while its limiter says wait
 RECENT, LAG_WINDOW = 100, 10  # episodes behind train/* statistics, and behind policy_lag
@@ -123,3 +127,22 @@ class ReplayActor:
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
+
+
+def start_shards(config: Config, spec: EnvSpec, counters: Counters, state: Optional[RunState],
+                 snapshot: Optional[dict[str, Any]], cpus: float, bundles: list[Any],
+                 name: Callable[[str], str]) -> list[ray.actor.ActorHandle]:
+    """``distributed.replay_shards`` replay actors, shard s in ``bundles[s]``, each from its part
+    of the checkpoint's snapshot. Shard 0 carries the run's totals so far (env steps, updates,
+    the learner's statistics for an empty replay); the others start from nothing."""
+    shards = config.distributed.replay_shards
+    parts, note = split_snapshot(snapshot, shards)
+    if note:
+        print(f"hacray: {note}", file=sys.stderr)
+    learner_state = state.learner if state else None
+    return [ReplayActor.options(name=name(role(s)), num_cpus=cpus,
+                                scheduling_strategy=bundles[s]).remote(
+        config, spec, counters if s == 0 else Counters(),
+        learner_state["updates"] if learner_state and s == 0 else 0,
+        state.rng.get(role(s)) if state else None, learner_state if s == 0 else None,
+        parts[s], shard=s) for s in range(shards)]
