@@ -154,3 +154,28 @@ def test_gpu_learner_benchmark_runs_on_the_cpu_and_finds_both_steps_equal(capsys
     assert report["batch_32"]["update_many_updates_per_s"] > 0
     assert report["max_weight_difference"] == 0.0
     assert report["max_weight_difference_with_a_nan_batch"] == 0.0
+
+
+@pytest.mark.training
+def test_a_screen_trains_each_seed_from_a_frozen_clone_then_resumes_to_a_new_budget(
+        tmp_path, capsys):
+    """benchmarks/screen.py: clone of HEAD, two seeds side by side, evaluated; run again with
+    a larger budget, each seed resumes from where it stopped."""
+    screen = _script("screen")
+    args = ["--name", "pm", "--config", "configs/point_mass.yaml", "--seeds", "0", "1",
+            "--budget", "600", "--eval-episodes", "5", "--out", str(tmp_path), "--",
+            "--set", "train.eval_every=300", "--set", "train.tensorboard=false"]
+    first = screen.main(args)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert first["commit"] == head and (tmp_path / f"src-{head[:12]}" / "hacray").is_dir()
+    assert [r["seed"] for r in first["runs"]] == [0, 1]
+    assert all(600 <= r["env_steps"] < 700 and 0 <= r["success"] <= 1 for r in first["runs"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pm |")]
+    assert len(rows) == 2
+    args[args.index("600")] = "900"
+    second = screen.main(args)
+    assert all(900 <= r["env_steps"] < 1000 for r in second["runs"])
+    steps = [json.loads(line)["env_steps"] for line in
+             (tmp_path / "pm-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[0] < 600  # one run, resumed: not started afresh
