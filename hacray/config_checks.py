@@ -1,0 +1,90 @@
+"""Range and consistency checks of a run configuration that types alone cannot express
+(``config.load_config`` runs them; each failure is one ConfigError that names the key)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hacray.errors import ConfigError
+
+RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
+SAMPLE_TIME_SCHEMES = ("hac", "future", "final")  # replay.her_at_sample draws these
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def validate(config: Any) -> None:
+    """Range and consistency checks of a ``hacray.config.Config`` (typed ``Any``: config.py
+    imports this module, not the other way round)."""
+    agent, learner, replay, train = config.agent, config.learner, config.replay, config.train
+    checks = [
+        (agent.levels >= 1, "agent.levels must be >= 1"),
+        (len(agent.horizons) == agent.levels,
+         f"agent.horizons needs one entry per level ({agent.levels}), got {len(agent.horizons)}"),
+        (all(h >= 1 for h in agent.horizons), "agent.horizons entries must be >= 1"),
+        (not replay.her_at_sample or {agent.relabel, agent.top_relabel or agent.relabel}
+         <= set(SAMPLE_TIME_SCHEMES),
+         f"replay.her_at_sample needs agent.relabel and agent.top_relabel among "
+         f"{', '.join(SAMPLE_TIME_SCHEMES)}"),
+        (not replay.her_at_sample or agent.relabel_k >= 1,
+         "replay.her_at_sample needs agent.relabel_k >= 1"),
+        (agent.relabel in RELABEL_SCHEMES,
+         f"agent.relabel must be one of {', '.join(RELABEL_SCHEMES)}, got {agent.relabel!r}"),
+        (agent.top_relabel in (None, *RELABEL_SCHEMES),
+         f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
+         f"got {agent.top_relabel!r}"),
+        (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (not agent.lower_sees_goal or agent.levels >= 2,
+         "agent.lower_sees_goal needs agent.levels >= 2 (a flat agent sees the goal already)"),
+        (agent.subgoal_offset is None or all(w > 0 for w in agent.subgoal_offset),
+         "agent.subgoal_offset entries must be > 0"),
+        (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
+        (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
+        (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
+        (0.0 < learner.gamma < 1.0, "learner.gamma must be in (0, 1)"),
+        (0.0 <= learner.polyak < 1.0, "learner.polyak must be in [0, 1)"),
+        (learner.batch_size >= 1, "learner.batch_size must be >= 1"),
+        (learner.actor_lr > 0 and learner.critic_lr > 0, "learner.*_lr must be > 0"),
+        (len(learner.hidden) >= 1 and all(h > 0 for h in learner.hidden),
+         "learner.hidden must list positive layer sizes"),
+        (learner.device in ("auto", "cpu", "cuda"), "learner.device must be auto, cpu or cuda"),
+        (learner.torch_threads >= 1, "learner.torch_threads must be >= 1"),
+        (learner.updates_per_call >= 1, "learner.updates_per_call must be >= 1"),
+        (learner.level_threads >= 0, "learner.level_threads must be >= 0 (0: one per level)"),
+        (replay.capacity >= learner.batch_size, "replay.capacity must be >= learner.batch_size"),
+        (replay.min_size >= 1, "replay.min_size must be >= 1"),
+        (replay.updates_per_env_step > 0, "replay.updates_per_env_step must be > 0"),
+        (replay.samples_per_env_step is None or replay.samples_per_env_step > 0,
+         "replay.samples_per_env_step must be > 0"),
+        (replay.tolerance >= 1, "replay.tolerance must be >= 1"),
+        (train.max_env_steps >= 1, "train.max_env_steps must be >= 1"),
+        (train.eval_every >= 1, "train.eval_every must be >= 1"),
+        (train.eval_episodes >= 1, "train.eval_episodes must be >= 1"),
+        (train.episodes_per_cycle >= 1, "train.episodes_per_cycle must be >= 1"),
+        (train.checkpoint_keep >= 1, "train.checkpoint_keep must be >= 1"),
+        (train.video_every >= 0, "train.video_every must be >= 0"),
+        (config.distributed.workers >= 0, "distributed.workers must be >= 0"),
+        (config.distributed.envs_per_worker >= 1, "distributed.envs_per_worker must be >= 1"),
+        (config.distributed.replay_shards >= 1, "distributed.replay_shards must be >= 1"),
+        (config.distributed.workers == 0
+         or config.distributed.replay_shards <= config.distributed.workers,
+         "distributed.replay_shards must be <= distributed.workers (a shard without a worker "
+         "never fills)"),
+        (config.distributed.timeout_s > 0, "distributed.timeout_s must be > 0"),
+        (config.distributed.worker_cpus > 0, "distributed.worker_cpus must be > 0"),
+        (learner.target_update_every >= 1, "learner.target_update_every must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+    env = config.env
+    bounds = [b for b in (env.subgoal_low, env.subgoal_high) if b is not None]
+    if bounds and (len(bounds) != 2 or env.subgoal_indices is None
+                   or {len(b) for b in bounds} != {len(env.subgoal_indices)}):
+        raise ConfigError("config: env.subgoal_low and env.subgoal_high must be given together, "
+                          "with env.subgoal_indices and as many entries")
+    if env.entry_point is not None and not _ENTRY_POINT.fullmatch(env.entry_point):
+        raise ConfigError(f"config: env.entry_point must look like 'package.module:factory', "
+                          f"got {env.entry_point!r}")
+    if env.subgoal_low is not None and any(
+            lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
+        raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")
