@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from typing import Optional
 
@@ -24,6 +23,7 @@ from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.learner import Learner
 from hacray.config import LearnerConfig
 from hacray.types import Transitions
+from learner import run  # benchmarks/learner.py, beside this script (torch and hacray only)
 
 OBS_DIM = 25
 
@@ -51,21 +51,9 @@ def batches(batch: int, count: int, rng: np.random.Generator) -> list[tuple[Tran
 
 
 def rate(learner: Learner, data: list, per_call: int, seconds: float) -> float:
-    """Updates/s over at least ``seconds``, every queued kernel finished."""
-    def step(j: int) -> int:
-        if per_call == 0:
-            learner.update(data[j % len(data)])
-            return 1
-        learner.update_many([data[(j + i) % len(data)] for i in range(per_call)])
-        return per_call
-    step(0)  # allocations and first-call work out of the timing
-    sync = torch.cuda.synchronize if learner.device.type == "cuda" else (lambda: None)
-    sync()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        done += step(done)
-    sync()
-    return done / (time.perf_counter() - start)
+    """Updates/s as ``benchmarks/learner.py`` times them, after one untimed call."""
+    run(learner, per_call, data, 0)  # allocations and first-call work out of the timing
+    return run(learner, per_call, data, seconds)
 
 
 def same_weights(config: LearnerConfig, data: list, per_call: int) -> float:

@@ -97,7 +97,10 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 def run(learner, per_call: int, batches: list, seconds: float,
         deferred: Optional[bool] = None) -> float:
-    """Updates/s over at least ``seconds`` (one call when 0), all queued work finished."""
+    """Updates/s over at least ``seconds`` (one call when 0), all queued work finished, and
+    none queued before counted."""
+    sync = torch.cuda.synchronize if learner.device.type == "cuda" else (lambda: None)
+    sync()
     updates, start = 0, time.perf_counter()
     while True:
         if per_call:
@@ -109,8 +112,7 @@ def run(learner, per_call: int, batches: list, seconds: float,
             updates += 1
         if time.perf_counter() - start >= seconds:
             break
-    if learner.device.type == "cuda":  # updates queue kernels; count them once run
-        torch.cuda.synchronize()
+    sync()  # updates queue kernels; count them once run
     return updates / (time.perf_counter() - start)
 
 

@@ -39,6 +39,8 @@ from typing import Any, Optional
 
 import yaml
 
+from hacray.runners.tune_summary import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # vCPUs and GPUs of the instance types our cluster files name (AWS's published figures)
@@ -151,7 +153,7 @@ def measured_rate(config: str, workers: int, seconds: float, shards: int, batch:
         time.sleep(seconds)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = read_records(run / "metrics.jsonl")
     rates = [r["charts/env_steps_per_s"] for r in records[2:] if "charts/env_steps_per_s" in r]
     if not rates:
         raise SystemExit(f"benchmarks/scaling.py: the {workers}-worker run left too few records "

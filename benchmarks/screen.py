@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
+from hacray.runners.tune_summary import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,10 +41,8 @@ def frozen_clone(out: Path, commit: str) -> tuple[Path, str]:
 
 
 def last_record(run_dir: Path) -> Optional[dict[str, Any]]:
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.exists() or not metrics.read_text().strip():
-        return None
-    return json.loads(metrics.read_text().splitlines()[-1])
+    records = read_records(run_dir / "metrics.jsonl")
+    return records[-1] if records else None
 
 
 def run_seed(clone: Path, config: str, seed: int, budget: int, run_dir: Path,

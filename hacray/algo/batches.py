@@ -55,11 +55,11 @@ def layout_of(batches: Sequence[tuple[Transitions, ...]]) -> Layout:
     return Layout(len(batches), tuple(columns))
 
 
-def pack(batches: Sequence[tuple[Transitions, ...]], out: Optional[np.ndarray] = None
-         ) -> tuple[np.ndarray, Layout]:
+def pack(batches: Sequence[tuple[Transitions, ...]], out: Optional[np.ndarray] = None,
+         layout: Optional[Layout] = None) -> tuple[np.ndarray, Layout]:
     """The batches' values in one flat float32 array (written into ``out`` when it is given
-    and large enough; a pinned buffer, say) and their layout."""
-    layout = layout_of(batches)
+    and large enough; a pinned buffer, say) and their layout (``layout_of``, when not given)."""
+    layout = layout or layout_of(batches)
     flat = (out[:layout.size] if out is not None and out.size >= layout.size
             else np.empty(layout.size, np.float32))
     for column in layout.columns:

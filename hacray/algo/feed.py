@@ -23,7 +23,8 @@ class DeviceFeed:
     def __call__(self, updates: Sequence[tuple[Transitions, ...]]
                  ) -> list[dict[str, torch.Tensor]]:
         """Per level, ``{field: (n, B, ...) tensor on the device}`` for n updates' batches."""
-        flat, layout = batches.pack(updates, self._host_buffer(updates))
+        layout = batches.layout_of(updates)
+        flat, _ = batches.pack(updates, self._host_buffer(layout.size), layout)
         tensor = torch.as_tensor(flat)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device, non_blocking=True)
@@ -32,11 +33,10 @@ class DeviceFeed:
                 self._copied.record()
         return batches.unpack(tensor, layout)
 
-    def _host_buffer(self, updates: Sequence[tuple[Transitions, ...]]) -> Optional[np.ndarray]:
+    def _host_buffer(self, size: int) -> Optional[np.ndarray]:
         """The page-locked buffer on CUDA (grown when too small), else None (pack allocates)."""
         if self.device.type != "cuda":
             return None
-        size = batches.layout_of(updates).size
         if self._copied is not None:  # the last call's copy may still be reading it
             self._copied.synchronize()
         if self._pinned is None or self._pinned.numel() < size:

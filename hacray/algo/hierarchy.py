@@ -39,26 +39,16 @@ class LevelSpace:
     """Trailing goal coordinates that are the env goal, not a subgoal (agent.lower_sees_goal):
     constant through an episode, so they never make a goal reached or missed."""
 
-    def achieved(self, obs: np.ndarray, env_achieved: np.ndarray,
-                 env_goal: np.ndarray | None = None) -> np.ndarray:
-        """This level's goal-space view of an observation (with the env goal as context)."""
-        if self.goal_indices is None:
-            return env_achieved
-        own = obs[..., self.goal_indices]
-        if not self.context_dim:
-            return own
-        return np.concatenate([own, np.broadcast_to(env_goal, (*own.shape[:-1], self.context_dim))],
-                              axis=-1).astype(np.float32)
+    def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
+        """This level's goal-space view of an observation (without any context)."""
+        return env_achieved if self.goal_indices is None else obs[..., self.goal_indices]
 
-    def with_context(self, subgoal: np.ndarray, env_goal: np.ndarray) -> np.ndarray:
-        """The goal this level pursues for ``subgoal`` from above: it, then any context."""
+    def with_context(self, point: np.ndarray, env_goal: np.ndarray) -> np.ndarray:
+        """A point of this level's goal space as the level sees it: then the env goal, if the
+        level takes it as context (a subgoal it pursues, or where it stands)."""
         if not self.context_dim:
-            return subgoal
-        return np.concatenate([subgoal, env_goal]).astype(np.float32)
-
-    def without_context(self, goal: np.ndarray) -> np.ndarray:
-        """A goal of this level less its context: the subgoal the level above deals in."""
-        return goal[..., :self.goal_dim - self.context_dim] if self.context_dim else goal
+            return point
+        return np.concatenate([point, env_goal]).astype(np.float32)
 
     @cached_property  # on every action: computed once (the dataclass is frozen)
     def act_centre(self) -> np.ndarray:

@@ -132,8 +132,8 @@ class Learner:
         for i, level_guards in enumerate(guards):
             if deferred and not all(level_guards):  # rare: back to before the call, then eagerly
                 self.levels[i].restore()
-                guards[i], level_metrics[i] = self._read([self._run_level(*jobs[i][:3], False)])
-                guards[i], level_metrics[i] = guards[i][0], level_metrics[i][0]
+                (guards[i],), (level_metrics[i],) = self._read(
+                    [self._run_level(i, self.levels[i], columns[i], False)])
         return self._count(guards, level_metrics)
 
     def _run_level(self, i: int, level: Level, columns: dict[str, torch.Tensor],

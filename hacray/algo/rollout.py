@@ -186,7 +186,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     rec.goals[level] = goal
     reached = distance_reached(space.threshold)
     env_goal = rec.goals[-1]
-    obs_rows, ach_rows = [rec.obs], [space.achieved(rec.obs, rec.env_achieved, env_goal)]
+    obs_rows = [rec.obs]
+    ach_rows = [space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal)]
     actions, hindsight, tested, missed = [], [], [], []
     goal_hit = False
     top = level == len(policy.spaces) - 1
@@ -203,12 +204,12 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         else:
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
             below = policy.spaces[level - 1]
-            start = below.without_context(below.achieved(rec.obs, rec.env_achieved, env_goal))
+            start = below.achieved(rec.obs, rec.env_achieved)
             subgoal = below.with_context(space.subgoal(action, start), env_goal)
             sub_hit = yield from _run_level(level - 1, subgoal, test, env, policy, agent, rng,
                                             explore, rec)
-            hindsight.append(space.hindsight_action(
-                below.without_context(below.achieved(rec.obs, rec.env_achieved, env_goal)), start))
+            hindsight.append(space.hindsight_action(below.achieved(rec.obs, rec.env_achieved),
+                                                    start))
             # a subgoal whose attempts were cut off by the episode's end was not missed
             cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
             tested.append(test)
@@ -220,7 +221,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
                 rec.tests_failed += test and not sub_hit
         actions.append(action)
         obs_rows.append(rec.obs)
-        ach_rows.append(space.achieved(rec.obs, rec.env_achieved, env_goal))
+        ach_rows.append(space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal))
         goal_hit = bool(reached(ach_rows[-1], goal))
         if rec.done or (goal_hit and not top):
             break

@@ -56,10 +56,9 @@ class LearnerActor:
         self.publish_every = max(1, updates_owed(config.replay.updates_per_env_step,
                                                  cycle_steps, 0))
         self.metrics: dict[str, Any] = {}
-        # each shard's newest normaliser statistics and their counts; the learner uses them
-        # merged (one shard: its own, unchanged)
+        # each shard's newest normaliser statistics; the learner uses them merged (one shard:
+        # its own, unchanged)
         self.shard_stats: list[Any] = [None] * len(replays)
-        self.stats_counts: list[tuple[float, ...]] = [()] * len(replays)
         self.next_shard = 0  # synchronous mode asks the shards in turn
         self.stopping, self.published_at = False, -1
         self.meters = meters("learner", ("updates",), ("policy_version",))
@@ -124,11 +123,9 @@ class LearnerActor:
 
     def _update(self, samples: list[Sample], shard: int) -> None:
         """One learner call for one shard's reply (its batches carry the same statistics)."""
-        sample = samples[-1]
-        counts = (sample.obs_stats.count, *(stats.count for stats in sample.goal_stats))
-        if counts != self.stats_counts[shard]:  # they change only when replay got episodes
-            self.shard_stats[shard] = (sample.obs_stats, sample.goal_stats)
-            self.stats_counts[shard] = counts
+        stats = (samples[-1].obs_stats, samples[-1].goal_stats)
+        if counts(stats) != counts(self.shard_stats[shard]):  # new only when replay got episodes
+            self.shard_stats[shard] = stats
             self.learner.set_normalizer(*merge_stats([s for s in self.shard_stats if s]))
         self.metrics = self.learner.update_many([s.batches for s in samples])
         self.meters["updates"].inc(len(samples))
@@ -153,3 +150,11 @@ class LearnerActor:
         if self.learner.updates != self.published_at:
             self.weights, self.published_at = ray.put(self.learner.weights()), self.learner.updates
             self.meters["policy_version"].set(self.learner.version)
+
+
+def counts(stats: Any) -> tuple[float, ...]:
+    """How many rows an (observation, per-level goal) statistics pair holds; () for none."""
+    if stats is None:
+        return ()
+    obs_stats, goal_stats = stats
+    return (obs_stats.count, *(s.count for s in goal_stats))
