@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,6 +110,37 @@ def test_success_by_distance_bins_a_saved_policys_episodes(tmp_path, capsys):
     assert report["0-1"]["episodes"] + report["1-3"]["episodes"] == 12  # point mass: < 2.83
     assert 0.0 <= report["success"] <= 1.0
 
+
+
+GOAL = [0.3, 0.0, 0.42]
+STILL = [[0.0, 0.0, 0.42]] * 3
+
+
+@pytest.mark.parametrize("path,success,expected", [
+    (STILL, True, "success"),                                          # success comes first
+    (STILL, False, "untouched"),
+    ([[0, 0, 0.42], [0.005, 0, 0.42], [0, 0, 0.42]], False, "untouched"),  # within 1 cm
+    ([[0, 0, 0.42], [0.1, 0, 0.42], [0.2, 0, 0.3]], False, "fell"),        # below the table top
+    ([[0, 0, 0.42], [0, 0.1, 0.42], [0, 0.2, 0.42]], False, "wrong_way"),  # 90 degrees off
+    ([[0, 0, 0.42], [-0.1, 0, 0.42], [-0.2, 0, 0.42]], False, "wrong_way"),
+    ([[0, 0, 0.42], [0.1, 0, 0.42], [0.2, 0.05, 0.42]], False, "short"),   # 14 degrees off
+    ([[0, 0, 0.42], [0.2, 0, 0.42], [0.4, 0.02, 0.42]], False, "overshot"),
+    ([[0, 0, 0.42], [0.28, 0, 0.42], [0.4, 0.02, 0.42]], False, "left_goal"),  # 2 cm off once
+    ([[0, 0, 0.42], [0.3, 0, 0.42], [0.3, 0.2, 0.42]], False, "left_goal"),
+])
+def test_object_failures_sorts_an_episode_by_what_the_object_did(path, success, expected):
+    bench = _script("object_failures")
+    assert bench.outcome(np.array(path, np.float32), np.array(GOAL, np.float32), success,
+                         0.01) == expected
+
+
+def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
+    from hacray.cli import main as hacray
+    run_dir = tmp_path / "run"
+    assert hacray(["train", str(POINT_MASS), "--run-dir", str(run_dir), "--max-env-steps", "300",
+                   "--set", "train.eval_every=300", "--set", "train.tensorboard=false"]) == 0
+    with pytest.raises(SystemExit, match="is not a Fetch object task"):
+        _script("object_failures").main([str(run_dir), "--episodes", "2"])
 
 RATES = {"worker_env_steps_per_s": 1000.0, "replay_ingest_env_steps_per_s": 10000.0,
          "replay_sample_transitions_per_s": 100000.0, "learner_updates_per_s": {"256": 50.0}}

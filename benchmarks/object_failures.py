@@ -1,0 +1,112 @@
+"""How a saved Fetch object policy (Push, PickAndPlace, Slide) fails: each evaluation episode
+is sorted into one outcome by what the object did, so that two policies at the same success
+rate can be told apart by how they miss (issue 19: what caps the hierarchy).
+
+Outcomes, first that applies: ``success``; ``untouched`` (the object never moved more than
+``--touch`` metres from its start); ``fell`` (it ended below the table top); ``left_goal`` (it
+was within ``--threshold`` of the goal at some step, and ended elsewhere: pushed through or
+away); ``wrong_way`` (its net move points more than 45 degrees away from the goal); ``short`` /
+``overshot`` (the right way, but it stopped before the goal / went past it). Also: the median step at which the object
+first moved, the median final object-to-goal distance of the failures, and, of the
+``left_goal`` episodes, the median number of steps the object spent at the goal (1-2: it slid
+through; many: it was there and was pushed away).
+
+Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the run's seed +
+``--seed-offset``) and prints one JSON line.
+
+    python benchmarks/object_failures.py runs/push/checkpoints/ckpt_000000300016.pt --episodes 200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from hacray import seeding
+from hacray.algo.rollout import run_episode
+from hacray.evaluate import load_policy
+
+OBJECT_TASKS = ("FetchPush", "FetchPickAndPlace", "FetchSlide")
+GRIPPER, OBJECT = slice(0, 3), slice(3, 6)   # Fetch observation layout
+TABLE_TOP_Z = 0.4
+
+
+def object_path(segments) -> np.ndarray:
+    """The object's position at every env step of an episode, from its level-0 segments."""
+    obs = np.vstack([segments[0].obs[:1], *(s.obs[1:] for s in segments)])
+    return obs[:, OBJECT]
+
+
+def outcome(path: np.ndarray, goal: np.ndarray, success: bool, touch: float,
+            threshold: float = 0.05) -> str:
+    """One episode's outcome from the object's path (table of cases in the module doc)."""
+    if success:
+        return "success"
+    moved = np.linalg.norm(path - path[0], axis=1)
+    if moved.max() <= touch:
+        return "untouched"
+    if path[-1, 2] < TABLE_TOP_Z:
+        return "fell"
+    if (np.linalg.norm(path - goal, axis=1) <= threshold).any():
+        return "left_goal"
+    wanted, went = goal - path[0], path[-1] - path[0]
+    cosine = float(wanted @ went) / (np.linalg.norm(wanted) * np.linalg.norm(went) + 1e-9)
+    if cosine < np.cos(np.pi / 4):
+        return "wrong_way"
+    return "short" if np.linalg.norm(went) < np.linalg.norm(wanted) else "overshot"
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--touch", type=float, default=0.01, help="metres that count as moved")
+    parser.add_argument("--threshold", type=float, default=0.05, help="the task's success "
+                        "distance (Fetch: 0.05 m)")
+    parser.add_argument("--seed-offset", type=int, default=1000)
+    args = parser.parse_args(argv)
+    loaded = load_policy(args.target)
+    config = loaded.config
+    if not config.env.id.startswith(OBJECT_TASKS):
+        loaded.env.close()
+        sys.exit(f"object_failures: {config.env.id} is not a Fetch object task "
+                 f"({', '.join(OBJECT_TASKS)})")
+    outcomes, first_moves, misses, dwells = [], [], [], []
+    try:
+        for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
+            _, _, goal = loaded.env.reset(seed)
+            episode = run_episode(loaded.env, loaded.policy, config.agent, seed,
+                                  np.random.default_rng(0), explore=False)
+            path = object_path(episode.segments[0])
+            kind = outcome(path, goal, bool(episode.stats.success), args.touch,
+                           args.threshold)
+            outcomes.append(kind)
+            moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
+            if moved.size:
+                first_moves.append(int(moved[0]))
+            if kind != "success":
+                misses.append(float(np.linalg.norm(path[-1] - goal)))
+            if kind == "left_goal":
+                dwells.append(int((np.linalg.norm(path - goal, axis=1) <= args.threshold).sum()))
+    finally:
+        loaded.env.close()
+    kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
+    report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
+                    "episodes": args.episodes,
+                    **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
+                    "first_move_step_median": float(np.median(first_moves)) if first_moves
+                    else None,
+                    "miss_distance_median": round(float(np.median(misses)), 3) if misses
+                    else None,
+                    "left_goal_steps_at_goal_median": float(np.median(dwells)) if dwells
+                    else None}
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
