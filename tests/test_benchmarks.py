@@ -109,7 +109,20 @@ def test_success_by_distance_bins_a_saved_policys_episodes(tmp_path, capsys):
     assert report["episodes"] == 12
     assert report["0-1"]["episodes"] + report["1-3"]["episodes"] == 12  # point mass: < 2.83
     assert 0.0 <= report["success"] <= 1.0
+    failed = report["failures"]
+    assert (failed["stuck"] is None) == (report["success"] == 1.0)
+    assert (report["success_steps_median"] is None) == (report["success"] == 0.0)
 
+
+@pytest.mark.parametrize("path,moved,closest,length", [
+    ([[0, 0], [1, 0], [1, 1]], 2 ** 0.5, 13 ** 0.5, 2.0),  # moved: its box's diagonal
+    ([[0, 0]] + [[3, 4]] * 100, 0.0, 0.0, 5.0),          # still for its last 100 steps
+    ([[0, 0]] * 100 + [[0, 2]], 2.0, 13 ** 0.5, 2.0),    # the oldest step has left the window
+])
+def test_success_by_distance_says_how_a_failure_ended(path, moved, closest, length):
+    bench = _script("success_by_distance")
+    result = bench.ending(np.array(path, np.float32), np.array([3.0, 4.0], np.float32))
+    assert result == pytest.approx((moved, closest, length), abs=1e-5)
 
 
 GOAL = [0.3, 0.0, 0.42]
