@@ -12,13 +12,15 @@ first moved, the median final object-to-goal distance of the failures, and, of t
 through; many: it was there and was pushed away).
 
 Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the run's seed +
-``--seed-offset``) and prints one JSON line.
+``--seed-offset``) and prints one JSON line. ``--hold`` plays them with ``agent.hold_at_goal``
+on (the top level stops acting while the goal is reached), whatever the run trained with.
 
     python benchmarks/object_failures.py runs/push/checkpoints/ckpt_000000300016.pt --episodes 200
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -67,6 +69,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--touch", type=float, default=0.01, help="metres that count as moved")
     parser.add_argument("--threshold", type=float, default=0.05, help="the task's success "
                         "distance (Fetch: 0.05 m)")
+    parser.add_argument("--hold", action="store_true", help="play with agent.hold_at_goal on")
     parser.add_argument("--seed-offset", type=int, default=1000)
     args = parser.parse_args(argv)
     loaded = load_policy(args.target)
@@ -75,11 +78,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
         loaded.env.close()
         sys.exit(f"object_failures: {config.env.id} is not a Fetch object task "
                  f"({', '.join(OBJECT_TASKS)})")
+    agent = dataclasses.replace(config.agent, hold_at_goal=True) if args.hold else config.agent
     outcomes, first_moves, misses, dwells = [], [], [], []
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = loaded.env.reset(seed)
-            episode = run_episode(loaded.env, loaded.policy, config.agent, seed,
+            episode = run_episode(loaded.env, loaded.policy, agent, seed,
                                   np.random.default_rng(0), explore=False)
             path = object_path(episode.segments[0])
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
@@ -96,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         loaded.env.close()
     kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
-                    "episodes": args.episodes,
+                    "episodes": args.episodes, "hold_at_goal": agent.hold_at_goal,
                     **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves
                     else None,

@@ -82,6 +82,11 @@ class AgentConfig:
     """The top level proposes subgoals until the env's episode ends, not at most H_top times.
     HAC's cap ends an episode early when subgoals are reached in fewer than H_0 steps (on
     PointMaze_Large: ~60-100 of 800 steps). Its Q is then clipped to -1/(1-gamma), not -H_top."""
+    hold_at_goal: bool = False
+    """While the env goal is reached, the top level does not act: it asks the level below to
+    stay where it stands (a subgoal at its own position; flat: the zero action). HAC's rule
+    that a level stops at its goal, for tasks that score the episode's last step (Fetch): there
+    2-level policies put the object on the goal and then pushed it off (BENCHMARKS.md)."""
     drop_degenerate: bool = True
     """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
 

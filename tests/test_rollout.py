@@ -233,3 +233,51 @@ def test_a_flat_agent_cannot_be_told_to_see_its_goal_twice():
     with pytest.raises(ConfigError, match="agent.lower_sees_goal needs agent.levels >= 2"):
         load_config(None, ("env.id=PointMass-v0", "agent.levels=1", "agent.horizons=[30]",
                            "agent.lower_sees_goal=true"))
+
+
+class LeavesTheGoal:
+    """A scripted point-mass policy that goes to the goal and, once it has been there, walks
+    off it for good: the top level proposes the goal, then a point 0.5 past it; level 0 steps
+    straight to its goal, or (flat) off to the side."""
+
+    def __init__(self, spaces):
+        self.spaces, self.version, self.asked_at_goal, self.been = spaces, 0, 0, False
+
+    def act(self, level, obs, goal):
+        if level == len(self.spaces) - 1 and np.linalg.norm(obs - goal) < 0.1:
+            self.asked_at_goal += 1
+            self.been = True
+        if level == 1:
+            return np.clip(goal + (0.5 if self.been else 0.0), -1, 1).astype(np.float32)
+        if self.been and len(self.spaces) == 1:
+            return np.array([1.0, 1.0], np.float32)
+        return np.clip((goal - obs) / 0.15, -1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("levels,hold,success,asked_at_goal", [
+    (1, False, False, True),   # flat walks off the goal
+    (1, True, True, False),    # ... and with hold_at_goal stays, without being asked
+    (2, False, False, True),   # the top level sends the level below past the goal
+    (2, True, True, False),    # ... or, holding, a subgoal where it stands
+])
+def test_hold_at_goal_keeps_the_top_level_from_leaving_a_reached_goal(
+        levels, hold, success, asked_at_goal):
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", f"agent.levels={levels}",
+                                "agent.horizons=[5,6]" if levels == 2 else "agent.horizons=[30]",
+                                "agent.top_until_episode_end=true",
+                                f"agent.hold_at_goal={str(hold).lower()}"))
+    env = make_env(config.env)
+    policy = LeavesTheGoal(Blueprint.of(config, env.spec).spaces)
+    seed = next(s for s in range(100) if np.linalg.norm(np.subtract(*env.reset(s)[1:])) > 0.5)
+    episode = run_episode(env, policy, config.agent, seed, np.random.default_rng(0), False)
+    assert episode.stats.success == success and episode.stats.env_steps == 30
+    assert (policy.asked_at_goal > 0) == asked_at_goal
+    top = episode.segments[-1][0]
+    if hold and levels == 2:  # held: subgoals at where level 0 stood, and reached
+        held = np.linalg.norm(top.achieved[:-1] - top.goal, axis=1) < 0.1
+        assert held.any()
+        np.testing.assert_allclose(top.actions[held], top.achieved[:-1][held], atol=1e-6)
+    if hold and levels == 1:
+        held = np.linalg.norm(top.achieved[:-1] - top.goal, axis=1) < 0.1
+        assert held.any() and np.all(top.actions[held] == 0.0)

@@ -173,6 +173,15 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
     return np.minimum(np.maximum(noisy, space.act_low), space.act_high).astype(np.float32)
 
 
+def _stay(space: LevelSpace, below: LevelSpace | None, rec: _Recorder) -> np.ndarray:
+    """The action that keeps things where they are: a subgoal at where the level below stands
+    (absolute or a zero offset), or, on the motor level, the zero action."""
+    if below is None:
+        return np.clip(np.zeros(space.act_dim, np.float32), space.act_low, space.act_high)
+    start = below.achieved(rec.obs, rec.env_achieved)
+    return np.asarray(space.hindsight_action(start, start), np.float32)
+
+
 def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy: Policy,
                agent: AgentConfig, rng: np.random.Generator, explore: bool,
                rec: _Recorder) -> Generator[ActRequest, np.ndarray, bool]:
@@ -192,10 +201,14 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     goal_hit = False
     top = level == len(policy.spaces) - 1
     attempts = itertools.count() if top and agent.top_until_episode_end else range(space.horizon)
+    hold = top and agent.hold_at_goal
     for _ in attempts:
-        action = yield ActRequest(level, rec.obs, goal)
-        if explore and not testing:
-            action = _explore(action, space, agent, rng)
+        if hold and reached(ach_rows[-1], goal):
+            action = _stay(space, policy.spaces[level - 1] if level else None, rec)
+        else:
+            action = yield ActRequest(level, rec.obs, goal)
+            if explore and not testing:
+                action = _explore(action, space, agent, rng)
         if level == 0:
             _env_step(env, action, rec)
             hindsight.append(action)
