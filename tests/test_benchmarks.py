@@ -125,6 +125,18 @@ def test_success_by_distance_says_how_a_failure_ended(path, moved, closest, leng
     assert result == pytest.approx((moved, closest, length), abs=1e-5)
 
 
+def test_argmax_top_plays_a_saved_policy_three_ways(tmp_path, capsys):
+    from hacray.cli import main as hacray
+    run_dir = tmp_path / "run"
+    assert hacray(["train", str(POINT_MASS), "--run-dir", str(run_dir), "--max-env-steps", "300",
+                   "--set", "train.eval_every=300", "--set", "train.tensorboard=false"]) == 0
+    report = _script("argmax_top").main([str(run_dir), "--episodes", "4", "--candidates", "16"])
+    assert report["levels"] == 2 and report["episodes"] == 4
+    for key in ("success_as_trained", "success_argmax_top", "success_jitter_top",
+                "changed_fraction"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["q_gain_mean"] >= 0.0  # the actor's own action is one of the candidates
+
 GOAL = [0.3, 0.0, 0.42]
 STILL = [[0.0, 0.0, 0.42]] * 3
 
