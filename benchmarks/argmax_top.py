@@ -4,7 +4,7 @@ replaced by the best of ``--candidates`` uniform random actions plus the actor's
 top level's critic (nothing is retrained). If the second plays much better, the actor is stuck
 in a local optimum of a critic that knows better (DDPG's actor only climbs the critic's slope);
 if not, the critic itself does not know the way. A third play is the control: the top level's
-action moved by uniform noise of ``--jitter`` of its half-range, so that a gain that any
+action moved by uniform noise of ``--jitter`` of its half-range (``agent.test_top_noise``), so that a gain that any
 perturbation would give (a policy knocked out of a dead end) is not read as the critic's.
 
 Prints one JSON line: success of both, and of the argmax play, how much higher the critic
@@ -16,6 +16,7 @@ rated its pick than the actor's (mean) and how often it picked something else (m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
@@ -30,12 +31,16 @@ from hacray.blueprint import Blueprint
 from hacray.evaluate import load_policy
 
 
-class JitterTop:
-    """A Policy whose top level's action is moved by uniform noise (the control)."""
+class ArgmaxTop:
+    """A Policy whose top level acts by the critic's best of random candidates and the actor."""
 
-    def __init__(self, policy: Policy, jitter: float, rng: np.random.Generator):
-        self.policy, self.jitter, self.rng = policy, jitter, rng
+    def __init__(self, policy: Policy, critic: Critic, candidates: int, differ: float,
+                 rng: np.random.Generator):
+        self.policy, self.critic, self.candidates, self.differ = policy, critic, candidates, differ
+        self.rng = rng
         self.top = len(policy.spaces) - 1
+        self.gains: list[float] = []
+        self.changed: list[bool] = []
 
     @property
     def spaces(self):
@@ -44,26 +49,6 @@ class JitterTop:
     @property
     def version(self) -> int:
         return self.policy.version
-
-    def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        action = self.policy.act(level, obs, goal)
-        if level != self.top:
-            return action
-        space = self.policy.spaces[level]
-        unit = (action - space.act_centre) / space.act_half
-        unit = np.clip(unit + self.rng.uniform(-self.jitter, self.jitter, unit.shape), -1.0, 1.0)
-        return space.unscale_action(unit[None])[0].astype(np.float32)
-
-
-class ArgmaxTop(JitterTop):
-    """A Policy whose top level acts by the critic's best of random candidates and the actor."""
-
-    def __init__(self, policy: Policy, critic: Critic, candidates: int, differ: float,
-                 rng: np.random.Generator):
-        super().__init__(policy, 0.0, rng)
-        self.critic, self.candidates, self.differ = critic, candidates, differ
-        self.gains: list[float] = []
-        self.changed: list[bool] = []
 
     def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
         action = self.policy.act(level, obs, goal)
@@ -102,11 +87,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
     seeds = seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes)
     success = {}
     try:
-        plays = (("as_trained", loaded.policy), ("argmax_top", argmax),
-                 ("jitter_top", JitterTop(loaded.policy, args.jitter, np.random.default_rng(1))))
-        for name, policy in plays:
+        jitter = dataclasses.replace(config.agent, test_top_noise=args.jitter)
+        plays = (("as_trained", loaded.policy, config.agent), ("argmax_top", argmax, config.agent),
+                 ("jitter_top", loaded.policy, jitter))
+        for name, policy, agent in plays:
             success[name] = float(np.mean([run_episode(
-                loaded.env, policy, config.agent, seed, np.random.default_rng(0),
+                loaded.env, policy, agent, seed, np.random.default_rng(0),
                 explore=False).stats.success for seed in seeds]))
     finally:
         loaded.env.close()

@@ -6,7 +6,8 @@ Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the 
 line: overall success and, per distance bin, success and episode count. Of the failed
 episodes it also says how they ended: the fraction that were stuck (the achieved goal moved
 less than ``--stuck`` metres in the last 100 steps), the median closest approach to the goal
-and the median path length; and the median length of the successful episodes.
+and the median path length; and the median length of the successful episodes. ``--top-noise``
+plays with ``agent.test_top_noise`` set (a stochastic top level at evaluation).
 
     python benchmarks/success_by_distance.py runs/maze/checkpoints/ckpt_000000500000.pt \\
         --episodes 100 --bins 0 2 4 6 8 20
@@ -14,6 +15,7 @@ and the median path length; and the median length of the successful episodes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
@@ -59,18 +61,22 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--bins", type=float, nargs="+", default=[0, 2, 4, 6, 8, 20])
+    parser.add_argument("--top-noise", type=float, default=None,
+                        help="play with agent.test_top_noise set to this (default: the run's)")
     parser.add_argument("--stuck", type=float, default=0.5,
                         help="metres moved in the last 100 steps below which a failure was stuck")
     parser.add_argument("--seed-offset", type=int, default=1000)
     args = parser.parse_args(argv)
     loaded = load_policy(args.target)
     config = loaded.config
+    agent = config.agent if args.top_noise is None else dataclasses.replace(
+        config.agent, test_top_noise=args.top_noise)
     rows, endings, lengths = [], [], []
     env = Tracked(loaded.env)
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, achieved, goal = loaded.env.reset(seed)
-            stats = run_episode(env, loaded.policy, config.agent, seed,
+            stats = run_episode(env, loaded.policy, agent, seed,
                                 np.random.default_rng(0), explore=False).stats
             rows.append((float(np.linalg.norm(achieved - goal)), stats.success))
             if stats.success:
@@ -81,7 +87,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         loaded.env.close()
     distance, success = np.array(rows).T
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
-                    "episodes": args.episodes, "success": round(float(success.mean()), 3)}
+                    "episodes": args.episodes, "test_top_noise": agent.test_top_noise,
+                    "success": round(float(success.mean()), 3)}
     for low, high in zip(args.bins, args.bins[1:]):
         inside = (distance >= low) & (distance < high)
         report[f"{low:g}-{high:g}"] = {"success": round(float(success[inside].mean()), 3)

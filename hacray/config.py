@@ -87,6 +87,10 @@ class AgentConfig:
     stay where it stands (a subgoal at its own position; flat: the zero action). HAC's rule
     that a level stops at its goal, for tasks that score the episode's last step (Fetch): there
     2-level policies put the object on the goal and then pushed it off (BENCHMARKS.md)."""
+    test_top_noise: float = 0.0
+    """In evaluation episodes (no exploration), the top level's action moved by uniform noise of
+    this fraction of its action box's half-width: a stochastic top level, which a dead end of
+    its deterministic policy does not hold (PointMaze: BENCHMARKS.md). 0: deterministic."""
     drop_degenerate: bool = True
     """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
 

@@ -40,6 +40,7 @@ def validate(config: Any) -> None:
         (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
+        (0.0 <= agent.test_top_noise <= 1.0, "agent.test_top_noise must be in [0, 1]"),
         (0.0 < learner.gamma < 1.0, "learner.gamma must be in (0, 1)"),
         (0.0 <= learner.polyak < 1.0, "learner.polyak must be in [0, 1)"),
         (learner.batch_size >= 1, "learner.batch_size must be >= 1"),

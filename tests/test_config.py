@@ -60,6 +60,7 @@ BAD = [
     ("replay:\n  her_at_sample: true\nagent:\n  relabel_k: 0\n",
      "replay.her_at_sample needs agent.relabel_k >= 1"),
     ("learner:\n  updates_per_call: 0\n", "learner.updates_per_call must be >= 1"),
+    ("agent:\n  test_top_noise: 1.5\n", "agent.test_top_noise must be in [0, 1]"),
 ]
 
 

@@ -281,3 +281,20 @@ def test_hold_at_goal_keeps_the_top_level_from_leaving_a_reached_goal(
     if hold and levels == 1:
         held = np.linalg.norm(top.achieved[:-1] - top.goal, axis=1) < 0.1
         assert held.any() and np.all(top.actions[held] == 0.0)
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_test_top_noise_moves_only_the_top_levels_evaluation_actions(levels):
+    horizons = "agent.horizons=[30]" if levels == 1 else "agent.horizons=[5,6]"
+    base = (f"agent.levels={levels}", horizons)
+    plain, config = play(base, explore=False)
+    again, _ = play(base, explore=False)
+    noisy, _ = play((*base, "agent.test_top_noise=0.5"), explore=False)
+    top = lambda e: e.segments[-1][0]
+    np.testing.assert_array_equal(top(plain).actions, top(again).actions)  # deterministic
+    space = Blueprint.of(config, make_env(config.env).spec).spaces[-1]
+    first_plain, first_noisy = top(plain).actions[0], top(noisy).actions[0]  # same start
+    assert not np.array_equal(first_plain, first_noisy)
+    assert np.all(np.abs(first_noisy - first_plain) <= 0.5 * space.act_half + 1e-6)
+    assert np.all(top(noisy).actions >= space.act_low) and np.all(
+        top(noisy).actions <= space.act_high)

@@ -173,6 +173,13 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
     return np.minimum(np.maximum(noisy, space.act_low), space.act_high).astype(np.float32)
 
 
+def _jitter(action: np.ndarray, space: LevelSpace, noise: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """``action`` moved by uniform noise of ``noise`` half-widths, kept in the box."""
+    moved = action + noise * space.act_half * rng.uniform(-1.0, 1.0, space.act_dim)
+    return np.minimum(np.maximum(moved, space.act_low), space.act_high).astype(np.float32)
+
+
 def _stay(space: LevelSpace, below: LevelSpace | None, rec: _Recorder) -> np.ndarray:
     """The action that keeps things where they are: a subgoal at where the level below stands
     (absolute or a zero offset), or, on the motor level, the zero action."""
@@ -209,6 +216,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
             action = yield ActRequest(level, rec.obs, goal)
             if explore and not testing:
                 action = _explore(action, space, agent, rng)
+            elif top and not explore and agent.test_top_noise:
+                action = _jitter(action, space, agent.test_top_noise, rng)
         if level == 0:
             _env_step(env, action, rec)
             hindsight.append(action)
