@@ -84,8 +84,9 @@ class AgentConfig:
     PointMaze_Large: ~60-100 of 800 steps). Its Q is then clipped to -1/(1-gamma), not -H_top."""
     hold_at_goal: bool = False
     """While the env goal is reached, the top level does not act: it asks the level below to
-    stay where it stands (a subgoal at its own position; flat: the zero action). HAC's rule
-    that a level stops at its goal, for tasks that score the episode's last step (Fetch): there
+    stay where it stands (a subgoal at its own position; flat: the zero action), and a lower
+    level's attempt ends at the step that reaches it. HAC's rule that a level stops when its
+    goal or one above is met, for tasks that score the episode's last step (Fetch): there
     2-level policies put the object on the goal and then pushed it off (BENCHMARKS.md)."""
     test_top_noise: float = 0.0
     """In evaluation episodes (no exploration), the top level's action moved by uniform noise of

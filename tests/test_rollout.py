@@ -298,3 +298,41 @@ def test_test_top_noise_moves_only_the_top_levels_evaluation_actions(levels):
     assert np.all(np.abs(first_noisy - first_plain) <= 0.5 * space.act_half + 1e-6)
     assert np.all(top(noisy).actions >= space.act_low) and np.all(
         top(noisy).actions <= space.act_high)
+
+
+class PushesThrough:
+    """A scripted 2-level point-mass policy whose top level aims past the goal (0.4 beyond it,
+    on the line from where it stands), and whose level 0 steps straight to its subgoal."""
+
+    def __init__(self, spaces):
+        self.spaces, self.version = spaces, 0
+
+    def act(self, level, obs, goal):
+        if level == 1:
+            way = (goal - obs) / max(np.linalg.norm(goal - obs), 1e-6)
+            return np.clip(goal + 0.4 * way, -1, 1).astype(np.float32)
+        return ((goal - obs) / max(np.linalg.norm(goal - obs), 0.15)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_hold_at_goal_ends_a_lower_attempt_where_the_env_goal_is_reached(hold):
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", "agent.horizons=[10,6]",
+                                "agent.top_until_episode_end=true",
+                                f"agent.hold_at_goal={str(hold).lower()}"))
+    env = make_env(config.env)
+    policy = PushesThrough(Blueprint.of(config, env.spec).spaces)
+    seed = next(s for s in range(100)
+                if 0.5 < np.linalg.norm(np.subtract(*env.reset(s)[1:])) and
+                np.all(np.abs(env.reset(s)[2]) < 0.5))  # room beyond the goal
+    episode = run_episode(env, policy, config.agent, seed, np.random.default_rng(0), False)
+    first = episode.segments[0][0]
+    inside = np.linalg.norm(first.achieved - first.goal, axis=1)  # to its subgoal
+    at_env_goal = np.linalg.norm(first.obs - episode.segments[1][0].goal, axis=1) < 0.1
+    assert at_env_goal.any()  # the first attempt passes over the env goal either way
+    if hold:  # ... and stops there, and the episode ends on the goal
+        assert at_env_goal[-1] and inside[-1] > 0.1
+        assert not episode.segments[1][0].missed[0]  # cut short: not a missed subgoal
+        assert episode.stats.success
+    else:  # ... or goes on to its subgoal beyond it
+        assert not at_env_goal[-1] and inside[-1] < 0.1

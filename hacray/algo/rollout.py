@@ -89,6 +89,7 @@ class _Recorder:
     tests_failed: int = 0
     goals: list[np.ndarray] = field(default_factory=list)
     on_step: StepHook | None = None
+    reached_top: Callable[[np.ndarray, np.ndarray], bool] | None = None
 
 
 def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
@@ -145,6 +146,7 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
                     subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)),
                     goals=[goal] * len(spaces), on_step=on_step)
     reached_top = distance_reached(spaces[top].threshold)
+    rec.reached_top = reached_top
     degenerate = bool(reached_top(achieved, goal))
     yield from _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
     given = rec.subgoals_given
@@ -208,7 +210,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     goal_hit = False
     top = level == len(policy.spaces) - 1
     attempts = itertools.count() if top and agent.top_until_episode_end else range(space.horizon)
-    hold = top and agent.hold_at_goal
+    hold, hold_below = top and agent.hold_at_goal, not top and agent.hold_at_goal
     for _ in attempts:
         if hold and reached(ach_rows[-1], goal):
             action = _stay(space, policy.spaces[level - 1] if level else None, rec)
@@ -245,7 +247,10 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         obs_rows.append(rec.obs)
         ach_rows.append(space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal))
         goal_hit = bool(reached(ach_rows[-1], goal))
-        if rec.done or (goal_hit and not top):
+        # holding, a lower level's attempt ends where the env goal is reached (as in HAC, where
+        # a level stops when its goal or a goal above is met): the top level then holds it
+        held = hold_below and bool(rec.reached_top(rec.env_achieved, env_goal))
+        if rec.done or (goal_hit and not top) or held:
             break
     rec.segments[level].append(Segment(
         level=level, obs=np.array(obs_rows), achieved=np.array(ach_rows),
