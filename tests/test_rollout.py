@@ -244,6 +244,8 @@ class LeavesTheGoal:
         self.spaces, self.version, self.asked_at_goal, self.been = spaces, 0, 0, False
 
     def act(self, level, obs, goal):
+        if obs.ndim == 2:  # a batch (run_episodes)
+            return np.stack([self.act(level, o, g) for o, g in zip(obs, goal)])
         if level == len(self.spaces) - 1 and np.linalg.norm(obs - goal) < 0.1:
             self.asked_at_goal += 1
             self.been = True
@@ -336,3 +338,24 @@ def test_hold_at_goal_ends_a_lower_attempt_where_the_env_goal_is_reached(hold):
         assert episode.stats.success
     else:  # ... or goes on to its subgoal beyond it
         assert not at_env_goal[-1] and inside[-1] < 0.1
+
+
+def test_a_flat_episode_held_from_its_first_step_asks_nothing_and_still_ends():
+    """Flat with hold_at_goal and an episode that starts (and stays) at its goal: the policy is
+    never asked, one at a time or side by side."""
+    from hacray.algo.rollout import play, run_episode, run_episodes
+    config = load_config(None, ("env.id=PointMass-v0", "agent.levels=1", "agent.horizons=[30]",
+                                "agent.hold_at_goal=true"))
+    env = make_env(config.env)
+    seed = next(s for s in range(20000)
+                if np.linalg.norm(np.subtract(*env.reset(s)[1:])) < env.spec.goal_threshold)
+    policy = LeavesTheGoal(Blueprint.of(config, env.spec).spaces)
+    episode = run_episode(env, policy, config.agent, seed, np.random.default_rng(0), False)
+    assert episode.stats.success and episode.stats.env_steps == 30 and policy.asked_at_goal == 0
+    assert np.all(episode.segments[0][0].actions == 0.0)
+    other = make_env(config.env)
+    both = run_episodes([play(env, policy, config.agent, seed, np.random.default_rng(0), False),
+                         play(other, policy, config.agent, 1, np.random.default_rng(0), False)],
+                        policy)
+    assert both[0].stats.success and both[0].stats.env_steps == 30
+    assert both[1].stats.env_steps == 30

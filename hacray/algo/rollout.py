@@ -99,12 +99,13 @@ def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     when ``explore``. Returns every level's segments and the episode's statistics.
     ``on_step`` (optional, e.g. a video recorder) sees every step; it changes nothing else."""
     episode = play(env, policy, agent, env_seed, rng, explore, worker_id, on_step)
-    request = next(episode)
+    action = None  # the first send must be None (a generator not yet started)
     while True:
         try:
-            request = episode.send(policy.act(*request))
-        except StopIteration as done:
+            request = episode.send(action)
+        except StopIteration as done:  # also an episode that asked nothing (held throughout)
             return done.value
+        action = policy.act(*request)
 
 
 def run_episodes(episodes: Sequence[Play], policy: Policy) -> list[Episode]:
@@ -114,8 +115,13 @@ def run_episodes(episodes: Sequence[Play], policy: Policy) -> list[Episode]:
     A round goes from the top level down, so that an episode given a subgoal asks its level-0
     action in the same round's level-0 call: every episode steps its env once per round, and a
     round makes at most one call per level."""
-    pending = {i: next(episode) for i, episode in enumerate(episodes)}
+    pending: dict[int, ActRequest] = {}
     finished: dict[int, Episode] = {}
+    for i, episode in enumerate(episodes):
+        try:
+            pending[i] = next(episode)
+        except StopIteration as done:  # an episode that asked nothing (held throughout)
+            finished[i] = done.value
     top = len(policy.spaces) - 1
     while pending:
         for level in range(top, -1, -1):
