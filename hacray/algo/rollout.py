@@ -150,10 +150,9 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     obs, achieved, goal = env.reset(env_seed)
     rec = _Recorder(segments=[[] for _ in spaces], obs=obs, env_achieved=achieved,
                     subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)),
-                    goals=[goal] * len(spaces), on_step=on_step)
-    reached_top = distance_reached(spaces[top].threshold)
-    rec.reached_top = reached_top
-    degenerate = bool(reached_top(achieved, goal))
+                    goals=[goal] * len(spaces), on_step=on_step,
+                    reached_top=distance_reached(spaces[top].threshold))
+    degenerate = bool(rec.reached_top(achieved, goal))
     yield from _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
     given = rec.subgoals_given
     reach = tuple(float(r / g) if g else float("nan") for r, g in zip(rec.subgoals_reached, given))
@@ -178,21 +177,24 @@ def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
         low, span = space.uniform_low_span
         return (low + span * rng.random(space.act_dim)).astype(np.float32)
     noisy = action + agent.noise_std * space.act_half * rng.standard_normal(space.act_dim)
-    return np.minimum(np.maximum(noisy, space.act_low), space.act_high).astype(np.float32)
+    return _in_box(noisy, space)
+
+
+def _in_box(action: np.ndarray, space: LevelSpace) -> np.ndarray:
+    return np.minimum(np.maximum(action, space.act_low), space.act_high).astype(np.float32)
 
 
 def _jitter(action: np.ndarray, space: LevelSpace, noise: float,
             rng: np.random.Generator) -> np.ndarray:
     """``action`` moved by uniform noise of ``noise`` half-widths, kept in the box."""
-    moved = action + noise * space.act_half * rng.uniform(-1.0, 1.0, space.act_dim)
-    return np.minimum(np.maximum(moved, space.act_low), space.act_high).astype(np.float32)
+    return _in_box(action + noise * space.act_half * rng.uniform(-1.0, 1.0, space.act_dim), space)
 
 
 def _stay(space: LevelSpace, below: LevelSpace | None, rec: _Recorder) -> np.ndarray:
     """The action that keeps things where they are: a subgoal at where the level below stands
     (absolute or a zero offset), or, on the motor level, the zero action."""
     if below is None:
-        return np.clip(np.zeros(space.act_dim, np.float32), space.act_low, space.act_high)
+        return _in_box(np.zeros(space.act_dim, np.float32), space)
     start = below.achieved(rec.obs, rec.env_achieved)
     return np.asarray(space.hindsight_action(start, start), np.float32)
 
