@@ -6,6 +6,8 @@ level, batch size): an update's cost depends on those, not on the values.
 
     python benchmarks/learner.py configs/fetch_push_l2.yaml --threads 1 2 --seconds 3 --rounds 4
 
+``--every 1,1 1,2`` also sets ``learner.level_update_every`` (1,2: the top level steps on every
+second update; rates count updates, each of which steps the levels it picks).
 ``--per-call 0 8`` also sets ``Learner.update`` (once per batch, today's step) beside
 ``Learner.update_many`` of 8 batches (one transfer, guards and metrics read once per call).
 """
@@ -55,6 +57,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--per-call", type=int, nargs="+", default=[0],
                         help="0: Learner.update once per batch (guards read at every step); "
                              "N: Learner.update_many of N batches (one transfer, one read)")
+    parser.add_argument("--every", nargs="+", default=[None],
+                        help="learner.level_update_every values, e.g. 1,1 1,2 (default: config's)")
     parser.add_argument("--seconds", type=float, default=3.0, help="per variant and round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--device", default="auto", help="learner.device: auto, cpu or cuda")
@@ -73,9 +77,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     variants = {}
     for threads in args.threads:
         for per_call in args.per_call:
-            learner_config = replace(config.learner, level_threads=threads)
-            learner = Blueprint.of(replace(config, learner=learner_config), spec).learner()
-            variants[variant_name(threads, per_call)] = (learner, per_call)
+            for every in args.every:
+                learner_config = replace(config.learner, level_threads=threads, **(
+                    {"level_update_every": [int(k) for k in every.split(",")]} if every else {}))
+                learner = Blueprint.of(replace(config, learner=learner_config), spec).learner()
+                name = variant_name(threads, per_call) + (f"_every_{every.replace(',', '_')}"
+                                                          if every else "")
+                variants[name] = (learner, per_call)
     batches = random_batches(Blueprint.of(config, spec), 16)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     deferred = {"auto": None, "on": True, "off": False}[args.deferred]

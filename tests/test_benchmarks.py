@@ -36,6 +36,14 @@ def test_learner_benchmark_reports_a_rate_per_thread_count(capsys):
     assert report["level_threads_1"]["over_first"] == 1.0
 
 
+def test_learner_benchmark_times_each_level_update_every(capsys):
+    bench = _script("learner")
+    bench.main([str(POINT_MASS), "--threads", "1", "--every", "1,1", "1,2", "--seconds", "0.2",
+                "--rounds", "1", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"level_threads_1_every_1_1", "level_threads_1_every_1_2"} <= report.keys()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_learner_benchmark_without_a_gpu_says_so_in_one_line():
     done = subprocess.run([sys.executable, str(SCRIPT), str(POINT_MASS), "--device", "cuda"],

@@ -1,5 +1,7 @@
 """The learner's update: levels side by side in threads change nothing, and the actor's step
 asks the critic for no weight gradients (unit tier, hand-built tiny learners)."""
+from typing import Optional
+
 import numpy as np
 import pytest
 import torch
@@ -22,9 +24,9 @@ def space(index: int, goal_dim: int, act_dim: int, q_low: float) -> LevelSpace:
 SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 
-def make_learner(levels: int, threads: int) -> Learner:
+def make_learner(levels: int, threads: int, every: Optional[list[int]] = None) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
-                           level_threads=threads)
+                           level_threads=threads, level_update_every=every)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -69,6 +71,41 @@ def test_levels_in_threads_train_exactly_as_one_after_another(levels, threads):
         assert all(float(a[k]) == float(b[k]) for k in a)
     for x, y in zip(flat_state(serial), flat_state(parallel), strict=True):
         assert torch.equal(x, y)
+
+
+def level_state(learner: Learner, i: int) -> list[torch.Tensor]:
+    """Level ``i``'s networks, targets and optimiser moments, as a flat list of tensors."""
+    lv = learner.levels[i]
+    nets = [t for net in (lv.actor, lv.critic, lv.actor_target, lv.critic_target)
+            for t in net.state_dict().values()]
+    moments = [t for opt in (lv.actor_opt, lv.critic_opt) for state in opt.state.values()
+               for t in state.values() if isinstance(t, torch.Tensor)]
+    return nets + moments
+
+
+def test_a_spaced_out_level_trains_exactly_on_its_own_updates_and_reports_its_last_step():
+    """level_update_every [1, 2]: level 1 steps on updates 2, 4, 6 only (targets averaged on
+    every 2nd of its own steps), so it ends as a learner that saw only those batches; on the
+    updates it sits out it reports the metrics of its last step."""
+    rng = np.random.default_rng(4)
+    data = [random_batches(2, rng) for _ in range(6)]
+    spaced, every_time = make_learner(2, 1, every=[1, 2]), make_learner(2, 1)
+    reported = [spaced.update(batches) for batches in data]
+    own = [every_time.update(batches) for batches in data[1::2]]
+    for x, y in zip(level_state(spaced, 1), level_state(every_time, 1), strict=True):
+        assert torch.equal(x, y)
+    assert not all(torch.equal(x, y) for x, y in zip(level_state(spaced, 0),
+                                                       level_state(every_time, 0)))
+    level1 = [{k: v for k, v in m.items() if k.startswith("level1/")} for m in reported]
+    assert level1[0] == {}  # before its first step there is nothing to report
+    assert level1[1] and level1[1] == level1[2]  # update 3: still update 2's
+    assert level1[3] == {k: v for k, v in own[1].items() if k.startswith("level1/")}
+    assert spaced.updates == 6
+
+
+def test_level_update_every_must_fit_the_levels():
+    with pytest.raises(ValueError, match="one entry >= 1 per level"):
+        make_learner(2, 1, every=[1])
 
 
 def test_the_actors_step_computes_no_critic_weight_gradient():

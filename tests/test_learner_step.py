@@ -58,9 +58,9 @@ def poisoned(data, update: int, level: int, field: str = "reward"):
     return out
 
 
-def run_both(levels: int, threads: int, data, chunk: int, deferred=True):
+def run_both(levels: int, threads: int, data, chunk: int, deferred=True, every=None):
     """Learner A: ``update`` per batch; learner B: ``update_many`` of ``chunk`` batches."""
-    one, many = make_learner(levels, 1), make_learner(levels, threads)
+    one, many = make_learner(levels, 1, every), make_learner(levels, threads, every)
     for start in range(0, len(data), chunk):
         for batches_ in data[start:start + chunk]:
             a = {k: float(v) for k, v in one.update(batches_).items()}
@@ -151,4 +151,18 @@ def test_restore_goes_back_when_only_the_critics_optimiser_had_stepped():
     level.restore()
     assert not level.actor_opt.state
     for x, y in zip(before, flat_state(learner), strict=True):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("every", [[1, 2], [2, 1], [3, 2]])
+@pytest.mark.parametrize("deferred", [True, None])
+def test_spaced_out_levels_step_the_same_in_one_call_or_many(every, deferred):
+    """level_update_every with calls that end on updates a level sits out (chunk 3), and a
+    non-finite batch on an update that level sits out (not a skip) and on one it takes."""
+    rng = np.random.default_rng(5)
+    data = poisoned([random_batches(2, rng) for _ in range(9)], 0, 1)  # update 1
+    data = poisoned(data, 5, 1)                                         # update 6
+    one, many = run_both(2, 2, data, chunk=3, deferred=deferred, every=every)
+    assert many.skipped_updates == (1 if every[1] == 1 else 0) + (6 % every[1] == 0)
+    for x, y in zip(flat_state(one), flat_state(many), strict=True):
         assert torch.equal(x, y)

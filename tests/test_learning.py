@@ -36,6 +36,12 @@ def test_a_lower_level_that_sees_the_goal_learns_it_too(tmp_path, point_mass_yam
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
+    records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
+    assert records[-1]["eval/success_rate"] >= 0.9
+    assert "level1/critic_loss" in records[-1]
+
+
 def test_without_hindsight_relabelling_it_does_not(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "agent.relabel=none")
     assert max(r["eval/success_rate"] for r in records) < 0.5

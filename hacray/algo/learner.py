@@ -40,7 +40,8 @@ def pick_device(requested: str) -> torch.device:
 
 
 class Learner:
-    """Trains all levels; one ``update`` is one gradient step of every level's actor and critic."""
+    """Trains all levels; one ``update`` is one gradient step of every level's actor and critic
+    (of level i only on every k_i-th update with ``learner.level_update_every``)."""
 
     def __init__(self, spaces: list[LevelSpace], obs_dim: int, config: LearnerConfig, seed: int):
         self.config = config
@@ -50,6 +51,11 @@ class Learner:
         torch.manual_seed(seed)
         self.obs_norm = Normalizer(obs_dim, config.norm_eps, config.norm_clip, config.obs_clip)
         self.levels = [Level(s, obs_dim, config, self.device) for s in spaces]
+        self.every = list(config.level_update_every or [1] * len(spaces))
+        if len(self.every) != len(spaces) or min(self.every) < 1:
+            raise ValueError(f"learner.level_update_every needs one entry >= 1 per level "
+                             f"({len(spaces)}), got {config.level_update_every}")
+        self._level_metrics: list[dict[str, float]] = [{} for _ in spaces]
         threads = level_threads(config, len(spaces))
         self._pool: Optional[ThreadPoolExecutor] = (
             ThreadPoolExecutor(threads, thread_name_prefix="hacray-level") if threads > 1 else None)
@@ -122,7 +128,7 @@ class Learner:
         """
         if deferred is None:
             deferred = self.device.type != "cpu"
-        columns = self._feed(batches)
+        columns = self._feed(batches)  # a level that sits an update out leaves its batch unused
         jobs = [(i, level, columns[i], deferred) for i, level in enumerate(self.levels)]
         if self._pool is None:
             runs = [self._run_level(*job) for job in jobs]
@@ -141,19 +147,24 @@ class Learner:
         """Level ``i``'s updates on its (n, B, ...) columns: the guards of each, the metrics of
         the last (empty when its guard failed eagerly). Writes only the level's state."""
         n = next(iter(columns.values())).shape[0]
-        if deferred:
+        steps = self._steps(i, n)
+        if deferred and steps:
             level.snapshot()
-        guards: list[Guard] = []
+        guards: list[Guard] = [True] * n  # an update the level sits out cannot fail
         last_metrics: dict[str, Any] = {}
-        for j in range(n):
-            update = self.updates + j + 1
+        for j in steps:
+            own_step = (self.updates + j + 1) // self.every[i]
             result = learn(level, i, {k: v[j] for k, v in columns.items()},
                            self._norm_tensors[i], self.config,
-                           average_targets=update % self.config.target_update_every == 0,
-                           deferred=deferred, want_metrics=j == n - 1)
-            guards.append(False if result is None else result[0])
+                           average_targets=own_step % self.config.target_update_every == 0,
+                           deferred=deferred, want_metrics=j == steps[-1])
+            guards[j] = False if result is None else result[0]
             last_metrics = {} if result is None else result[1]
         return guards, last_metrics
+
+    def _steps(self, i: int, n: int) -> list[int]:
+        """Which of the next ``n`` updates (0-based, from ``self.updates``) level ``i`` takes."""
+        return [j for j in range(n) if (self.updates + j + 1) % self.every[i] == 0]
 
     def _read(self, runs: list[tuple[list[Guard], dict[str, Any]]]
               ) -> tuple[list[list[bool]], list[dict[str, float]]]:
@@ -169,11 +180,16 @@ class Learner:
 
     def _count(self, guards: list[list[bool]], level_metrics: list[dict[str, float]]
                ) -> dict[str, float]:
-        """Skips counted update by update, level by level, as if ``update`` ran n times."""
+        """Skips counted update by update, level by level, as if ``update`` ran n times; each
+        level's metrics are those of its last step (from an earlier call if it sat this one
+        out)."""
         metrics: dict[str, float] = dict(self._norm_drift)
         n = len(guards[0])
+        steps = [self._steps(i, n) for i in range(len(guards))]
         for j in range(n):
             for i, level_guards in enumerate(guards):
+                if j not in steps[i]:  # sat this update out: neither a step nor a skip
+                    continue
                 if level_guards[j]:
                     self.consecutive_skips = 0
                 else:
@@ -182,7 +198,10 @@ class Learner:
                         metrics.update(skipped)
             self.updates += 1
         for i, level_guards in enumerate(guards):
-            if level_guards[-1]:
+            if not steps[i]:
+                metrics.update(self._level_metrics[i])
+            elif level_guards[steps[i][-1]]:
+                self._level_metrics[i] = level_metrics[i]
                 metrics.update(level_metrics[i])
         return metrics
 
