@@ -114,6 +114,11 @@ class LearnerConfig:
     """Updates between two target averagings (HER's baselines: 40, once per cycle; HAC: 1)."""
     action_l2: float = 1.0
     """Penalty on level 0's squared (normalised) actions, as in HER's baselines; not subgoals."""
+    subgoal_l2: float = 0.0
+    """The same penalty on the subgoals of the levels above 0 (normalised to [-1, 1] over the
+    subgoal box): it keeps their tanh out of saturation at the box's corners, where a
+    deterministic top level can sit proposing subgoals the level below cannot reach, at the
+    price of a pull towards the box's centre."""
     obs_clip: float = 200.0
     """Raw observations and goals are clipped to +-obs_clip before normalising."""
     norm_clip: float = 5.0

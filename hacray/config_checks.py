@@ -43,6 +43,8 @@ def validate(config: Any) -> None:
         (0.0 <= agent.test_top_noise <= 1.0, "agent.test_top_noise must be in [0, 1]"),
         (0.0 < learner.gamma < 1.0, "learner.gamma must be in (0, 1)"),
         (0.0 <= learner.polyak < 1.0, "learner.polyak must be in [0, 1)"),
+        (learner.action_l2 >= 0 and learner.subgoal_l2 >= 0,
+         "learner.action_l2 and learner.subgoal_l2 must be >= 0"),
         (learner.batch_size >= 1, "learner.batch_size must be >= 1"),
         (learner.actor_lr > 0 and learner.critic_lr > 0, "learner.*_lr must be > 0"),
         (len(learner.hidden) >= 1 and all(h > 0 for h in learner.hidden),

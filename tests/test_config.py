@@ -64,6 +64,7 @@ BAD = [
     ("learner:\n  level_update_every: [1]\n",  # the default agent has 2 levels
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),
+    ("learner:\n  subgoal_l2: -1\n", "learner.action_l2 and learner.subgoal_l2 must be >= 0"),
 ]
 
 

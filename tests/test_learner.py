@@ -24,9 +24,10 @@ def space(index: int, goal_dim: int, act_dim: int, q_low: float) -> LevelSpace:
 SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 
-def make_learner(levels: int, threads: int, every: Optional[list[int]] = None) -> Learner:
+def make_learner(levels: int, threads: int, every: Optional[list[int]] = None,
+                 subgoal_l2: float = 0.0) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
-                           level_threads=threads, level_update_every=every)
+                           level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -101,6 +102,23 @@ def test_a_spaced_out_level_trains_exactly_on_its_own_updates_and_reports_its_la
     assert level1[1] and level1[1] == level1[2]  # update 3: still update 2's
     assert level1[3] == {k: v for k, v in own[1].items() if k.startswith("level1/")}
     assert spaced.updates == 6
+
+
+def test_subgoal_l2_pulls_only_the_subgoals_towards_the_box_centre():
+    rng = np.random.default_rng(6)
+    data = [random_batches(3, rng) for _ in range(30)]
+    free, pulled = make_learner(3, 1), make_learner(3, 1, subgoal_l2=10.0)
+    for batches in data:
+        free.update(batches)
+        pulled.update(batches)
+    for x, y in zip(level_state(free, 0), level_state(pulled, 0), strict=True):
+        assert torch.equal(x, y)  # level 0 keeps action_l2 alone
+    obs = torch.as_tensor(rng.standard_normal((64, OBS_DIM), dtype=np.float32))
+    for i in (1, 2):
+        goal = torch.as_tensor(rng.standard_normal((64, SPACES[i].goal_dim), dtype=np.float32))
+        with torch.no_grad():
+            square = [float((lr.levels[i].actor(obs, goal) ** 2).mean()) for lr in (free, pulled)]
+        assert square[1] < 0.5 * square[0], (i, square)
 
 
 def test_level_update_every_must_fit_the_levels():

@@ -148,8 +148,9 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
         actor_loss = -level.critic(obs, goal, pi).mean()
     finally:
         level.critic.requires_grad_(True)
-    if index == 0:  # on motor actions only: on subgoals it would pull them to the box centre
-        actor_loss = actor_loss + config.action_l2 * torch.mean(pi ** 2)
+    l2 = config.action_l2 if index == 0 else config.subgoal_l2  # subgoals: pulls to the box centre
+    if l2:
+        actor_loss = actor_loss + l2 * torch.mean(pi ** 2)
     actor_ok = guarded_step(level.actor_opt, actor_loss, level.actor, deferred)
     if actor_ok is False:
         return None
