@@ -155,14 +155,17 @@ def test_restore_goes_back_when_only_the_critics_optimiser_had_stepped():
 
 
 @pytest.mark.parametrize("every", [[1, 2], [2, 1], [3, 2]])
+@pytest.mark.parametrize("bad", [(1, 6), (8,)])  # level 1's non-finite updates (1-based)
 @pytest.mark.parametrize("deferred", [True, None])
-def test_spaced_out_levels_step_the_same_in_one_call_or_many(every, deferred):
+def test_spaced_out_levels_step_the_same_in_one_call_or_many(every, bad, deferred):
     """level_update_every with calls that end on updates a level sits out (chunk 3), and a
-    non-finite batch on an update that level sits out (not a skip) and on one it takes."""
+    non-finite batch on an update that level sits out (not a skip), on one it takes at the end
+    of a call, and on one it takes mid-call before sitting the call's last update out."""
     rng = np.random.default_rng(5)
-    data = poisoned([random_batches(2, rng) for _ in range(9)], 0, 1)  # update 1
-    data = poisoned(data, 5, 1)                                         # update 6
+    data = [random_batches(2, rng) for _ in range(9)]
+    for update in bad:
+        data = poisoned(data, update - 1, 1)
     one, many = run_both(2, 2, data, chunk=3, deferred=deferred, every=every)
-    assert many.skipped_updates == (1 if every[1] == 1 else 0) + (6 % every[1] == 0)
+    assert many.skipped_updates == sum(update % every[1] == 0 for update in bad)
     for x, y in zip(flat_state(one), flat_state(many), strict=True):
         assert torch.equal(x, y)

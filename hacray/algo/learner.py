@@ -198,11 +198,9 @@ class Learner:
                         metrics.update(skipped)
             self.updates += 1
         for i, level_guards in enumerate(guards):
-            if not steps[i]:
-                metrics.update(self._level_metrics[i])
-            elif level_guards[steps[i][-1]]:
-                self._level_metrics[i] = level_metrics[i]
-                metrics.update(level_metrics[i])
+            if steps[i]:  # none when the last step failed, as update reports it
+                self._level_metrics[i] = level_metrics[i] if level_guards[steps[i][-1]] else {}
+            metrics.update(self._level_metrics[i])
         return metrics
 
     def _skip(self, i: int) -> dict[str, float]:
