@@ -48,15 +48,28 @@ NODES = {"head": 3, "node-b": 1, "node-c": 1}  # CPUs per node; see the module d
 START_S, JOB_S, STOP_S = 90, 150, 20  # bounds on every wait
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
+def _free_ports(n: int, taken: set[int]) -> list[int]:
+    """``n`` ports free now, distinct from each other and from ``taken``, which gains them.
+
+    The OS may hand a probed port out again once its socket closes, so ports probed in
+    separate calls can repeat, and Ray refuses to start two components on one port."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+        for _ in range(100 * n):
+            if len(ports) == n:
+                return ports
+            sock = socket.socket()
+            socks.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+        raise RuntimeError(f"found only {len(ports)} of {n} free loopback ports")
     finally:
-        for s in socks:
-            s.close()
+        for sock in socks:
+            sock.close()
 
 
 def _ray_cli() -> str:
@@ -98,13 +111,15 @@ class Cluster:
         self.env.update({MARKER: self.marker, "RAY_AUTH_MODE": "token",
                          "RAY_AUTH_TOKEN_PATH": str(token_path),
                          "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
-        self.gcs_port, self.dashboard_port, self.client_port = _free_ports(3)
+        self.ports_taken: set[int] = set()  # every port given to a component of this cluster
+        self.gcs_port, self.dashboard_port, self.client_port = _free_ports(3, self.ports_taken)
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start_node(self, name: str, cpus: int) -> None:
-        agent, agent_grpc, runtime_env, metrics, node_mgr, obj_mgr = _free_ports(6)
+        agent, agent_grpc, runtime_env, metrics, node_mgr, obj_mgr = _free_ports(
+            6, self.ports_taken)
         args = [self.ray, "start", "--block", "--disable-usage-stats",
                 "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_root / name}",
                 f"--num-cpus={cpus}", "--num-gpus=0", f"--resources={json.dumps({name: 1})}",
