@@ -9,7 +9,10 @@ or summarise run directories that already exist:
 Writes ``OUT.csv`` (one row per evaluation step: median, min and max success over seeds, and
 median wall time; up to where the shortest seed stopped), ``OUT.png`` (both curves; needs
 matplotlib) and prints a markdown row for BENCHMARKS.md, with the first step at which the
-median curve reaches 0.9 and the median over seeds of each seed's first step at 0.9. Extra arguments after ``--`` go to every ``hacray train`` call.
+median curve reaches 0.9 and the median over seeds of each seed's first step at 0.9 (a seed
+that has not got there is shown as "not by" its last evaluation). Issue 19's table counts only
+evaluations of at least 50 episodes: ``--min-eval-episodes 50`` refuses, in one line, a run whose
+``config.yaml`` evaluated on fewer. Extra arguments after ``--`` go to every ``hacray train`` call.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 
 def run_seeds(config: str, seeds: list[int], out: Path, jobs: int, extra: list[str]) -> list[Path]:
@@ -39,6 +43,11 @@ def run_seeds(config: str, seeds: list[int], out: Path, jobs: int, extra: list[s
 def read_curve(run_dir: Path) -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def eval_episodes(run_dir: Path) -> int:
+    """How many episodes each of the run's evaluations played (its saved ``config.yaml``)."""
+    return int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["eval_episodes"])
 
 
 def aggregate(curves: list[list[dict]]) -> list[dict]:
@@ -113,7 +122,8 @@ def summary_row(rows: list[dict], name: str, curves: list[list[dict]]) -> str:
     hit = first_reaching(rows, 0.9)
     reach = f"{hit['env_steps']:,} steps / {hit['wall_time_s']:.0f} s" if hit else "not reached"
     hits = seed_first_reaching(curves, 0.9)
-    per_seed = ", ".join("never" if h is None else f"{h:,}" for h in hits)
+    per_seed = ", ".join(f"not by {c[-1]['env_steps']:,}" if h is None else f"{h:,}"
+                         for h, c in zip(hits, curves))
     return (f"| {name} | {final['seeds']} | {final['env_steps']:,} | {final['wall_time_s']:.0f} | "
             f"{final['success_median']:.2f} ({final['success_min']:.2f}-"
             f"{final['success_max']:.2f}) | {reach} | {median_first(hits)} ({per_seed}) |")
@@ -126,14 +136,28 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="+", help="summarise existing run dirs")
     parser.add_argument("--out", type=Path, required=True, help="output prefix")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--min-eval-episodes", type=int, default=0,
+                        help="refuse runs whose evaluations played fewer episodes")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
     if not args.runs and not args.config:
         parser.error("give a config to run, or --runs to summarise")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.runs:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     run_dirs = args.runs or run_seeds(args.config, args.seeds, args.out, args.jobs, extra)
+    for run_dir in run_dirs:
+        if not all((run_dir / name).is_file() for name in ("config.yaml", "metrics.jsonl")):
+            parser.exit(2, f"learning.py: error: {run_dir} is not a run directory (no "
+                           f"config.yaml and metrics.jsonl)\n")
+        if (n := eval_episodes(run_dir)) < args.min_eval_episodes:
+            parser.exit(2, f"learning.py: error: {run_dir} evaluated on {n} episodes, fewer "
+                           f"than --min-eval-episodes {args.min_eval_episodes}\n")
     curves = [read_curve(d) for d in run_dirs]
+    if not all(any("eval/success_rate" in r for r in c) for c in curves):
+        parser.exit(2, "learning.py: error: a run has no evaluation yet\n")
+    curves = [[r for r in c if "eval/success_rate" in r] for c in curves]
     rows = aggregate(curves)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out.with_suffix(".csv"))
     plot(rows, args.out.with_suffix(".png"), args.out.name)
     print("| run | seeds | env steps | wall s | final success median (min-max) | "

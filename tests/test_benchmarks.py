@@ -244,3 +244,43 @@ def test_a_screen_trains_each_seed_from_a_frozen_clone_then_resumes_to_a_new_bud
     steps = [json.loads(line)["env_steps"] for line in
              (tmp_path / "pm-s0" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[0] < 600  # one run, resumed: not started afresh
+
+
+def _run_dir(path: Path, eval_episodes: int, successes: list[float]) -> Path:
+    """A hand-written run directory: its config's evaluation size and one evaluation per 10k."""
+    path.mkdir()
+    (path / "config.yaml").write_text(f"train:\n  eval_episodes: {eval_episodes}\n")
+    rows = [{"env_steps": 10_000 * (i + 1), "wall_time_s": 100.0 * (i + 1),
+             "eval/success_rate": s} for i, s in enumerate(successes)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_learning_summary_takes_each_seeds_first_hit_and_says_how_far_the_others_got(
+        tmp_path, capsys, monkeypatch):
+    """benchmarks/learning.py --runs: per-seed first evaluation at >= 0.9, their median (a seed
+    not there yet counts as later than any), and the seed that is not there named with its
+    last evaluation, not called 'never'."""
+    learning = _script("learning")
+    runs = [_run_dir(tmp_path / "a", 50, [0.1, 0.95, 0.8]),
+            _run_dir(tmp_path / "b", 50, [0.0, 0.5, 0.9, 0.7]),
+            _run_dir(tmp_path / "c", 50, [0.2, 0.3])]
+    monkeypatch.setattr(sys, "argv", ["learning.py", "--runs", *map(str, runs), "--out",
+                                      str(tmp_path / "out" / "s"), "--min-eval-episodes", "50"])
+    learning.main()
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.endswith("| 30,000 (20,000, 30,000, not by 20,000) |"), row
+
+
+def test_learning_summary_refuses_runs_evaluated_on_too_few_episodes(
+        tmp_path, capsys, monkeypatch):
+    learning = _script("learning")
+    runs = [_run_dir(tmp_path / "a", 50, [0.9]), _run_dir(tmp_path / "b", 10, [0.9])]
+    monkeypatch.setattr(sys, "argv", ["learning.py", "--runs", *map(str, runs), "--out",
+                                      str(tmp_path / "out" / "s"), "--min-eval-episodes", "50"])
+    with pytest.raises(SystemExit) as exit_:
+        learning.main()
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "evaluated on 10 episodes" in err and str(runs[1]) in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
