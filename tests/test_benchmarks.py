@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from hacray.types import Segment
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "learner.py"
 POINT_MASS = ROOT / "configs" / "point_mass.yaml"
@@ -284,3 +286,67 @@ def test_learning_summary_refuses_runs_evaluated_on_too_few_episodes(
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert "evaluated on 10 episodes" in err and str(runs[1]) in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def _segment(path: list[list[float]], goal: list[float]) -> Segment:
+    """A level-0 segment that walked ``path`` (its goal space) towards ``goal``."""
+    n = len(path) - 1
+    return Segment(level=0, obs=np.zeros((n + 1, 4), np.float32),
+                   achieved=np.array(path, np.float32), goal=np.array(goal, np.float32),
+                   actions=np.zeros((n, 2), np.float32), hindsight_actions=np.zeros((n, 2)),
+                   tested=np.zeros(n, bool), missed=np.zeros(n, bool))
+
+
+@pytest.mark.parametrize("segments,expected", [
+    # (path, subgoal) per segment -> (start, subgoal, end, reached) of each kept proposal
+    ([([[0, 0], [0.5, 0], [1, 0]], [1, 0])], [([0, 0], [1, 0], [1, 0], True)]),
+    ([([[0, 0], [0, 0], [0, 0], [0, 0]], [2, 0])], [([0, 0], [2, 0], [0, 0], False)]),  # missed
+    ([([[0, 0], [0, 0]], [0, 0]), ([[0, 0], [0, 1]], [0, 1])],   # a stay, then a proposal
+     [([0, 0], [0, 1], [0, 1], True)]),
+    ([([[0, 0], [0, 1]], [0, 1]), ([[0, 1], [0, 1.2]], [3, 3])],  # cut off by the episode's end
+     [([0, 0], [0, 1], [0, 1], True)]),
+    ([([[0, 0], [0, 0.1], [0, 0.2], [0, 0.3]], [3, 3])],          # its whole horizon: missed
+     [([0, 0], [3, 3], [0, 0.3], False)]),
+    ([([[0, 0, 7, 7], [1, 0, 7, 7]], [1, 0, 7, 7])],              # env-goal context cut off
+     [([0, 0], [1, 0], [1, 0], True)]),
+])
+def test_subgoals_reads_level_0s_segments_as_proposals(segments, expected):
+    bench = _script("subgoals")
+    rows = bench.proposals(tuple(_segment(p, g) for p, g in segments), dim=2, horizon=3,
+                           threshold=0.05)
+    assert [r["reached"] for r in rows] == [e[3] for e in expected]
+    for row, (start, subgoal, end, _) in zip(rows, expected):
+        for key, value in (("start", start), ("subgoal", subgoal), ("end", end)):
+            np.testing.assert_allclose(row[key], value, atol=1e-6)
+
+
+def test_subgoals_counts_proposals_at_the_box_bound_on_the_chosen_coordinates():
+    bench = _script("subgoals")
+    low, high = np.array([0.0, 0.0]), np.array([10.0, 1.0])
+    rows = [{"start": np.zeros(2), "subgoal": np.array(g), "end": np.zeros(2), "reached": r}
+            for g, r in (([0.1, 0.5], True), ([5.0, 0.99], False), ([5.0, 0.5], True),
+                         ([9.9, 0.0], False))]
+    report = bench.summarise(rows, low, high, coords=[0])
+    assert report["at_bound"] == 0.5 and report["at_bound_per_coordinate"] == [0.5, 0.5]
+    assert bench.summarise(rows, low, high, coords=[0, 1])["at_bound"] == 0.75
+    assert report["reached"] == 0.5 and report["subgoals"] == 4 and report["moved_median"] == 0
+
+
+def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsys):
+    from hacray.cli import main as hacray
+    runs = {}
+    for name, extra in (("l2", []), ("l1", ["--set", "agent.levels=1",
+                                            "--set", "agent.horizons=[30]"])):
+        runs[name] = tmp_path / name
+        assert hacray(["train", str(POINT_MASS), "--run-dir", str(runs[name]),
+                       "--max-env-steps", "300", "--set", "train.eval_every=300",
+                       "--set", "train.tensorboard=false", *extra]) == 0
+    capsys.readouterr()
+    report = _script("subgoals").main([str(runs["l2"]), "--episodes", "3", "--trace", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("episode 0") and report["episodes"] == 3
+    assert report["subgoals"] > 0 and 0.0 <= report["at_bound"] <= 1.0
+    assert 0.0 <= report["reached"] <= 1.0 and len(report["at_bound_per_coordinate"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        _script("subgoals").main([str(runs["l1"])])
+    assert exit_.value.code == 2 and "is a flat policy" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""Where a saved hierarchy's level 1 sends level 0, and whether level 0 gets there.
+
+Plays a saved 2- or 3-level policy for ``--episodes`` deterministic evaluation episodes (seeds
+of its own: the run's seed + ``--seed-offset``) and counts, over every subgoal level 1 gave level
+0: the fraction at the bound of its box (a coordinate within 2 % of the box's width of either
+end; ``--coords`` picks which coordinates count), how far each subgoal was from where level 0
+stood when it got it, how far level 0 then moved, and how many it reached (subgoals cut off by
+the episode's end left out, as the training metrics do). A subgoal equal to level 0's start is
+``agent.hold_at_goal``'s stay, not a proposal, and is left out. Issue 19 used it to find why
+a 2-level Push seed stalled: its top level proposed box corners that 5 steps cannot reach.
+
+    python benchmarks/subgoals.py runs/push/checkpoints/ckpt_000000160000.pt --episodes 20 \
+        --coords 0 1 [--trace 2]
+
+Prints one JSON line (and with ``--trace K`` each decision of the first K episodes before it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from hacray import seeding
+from hacray.algo.hierarchy import LevelSpace
+from hacray.algo.rollout import run_episode
+from hacray.evaluate import load_policy
+from hacray.goals import distance_reached
+from hacray.types import Segment
+
+EDGE = 0.02  # of the box's width: "at the bound"
+
+
+def subgoal_box(proposer: LevelSpace) -> tuple[np.ndarray, np.ndarray]:
+    """The box the subgoals of level ``proposer`` lie in (absolute, or clipped offsets)."""
+    if proposer.relative:
+        return proposer.subgoal_low, proposer.subgoal_high
+    return proposer.act_low, proposer.act_high
+
+
+def proposals(segments: tuple[Segment, ...], dim: int, horizon: int,
+              threshold: float) -> list[dict[str, Any]]:
+    """Level 0's segments of one episode as the subgoals it got: start, subgoal, end, reached.
+
+    The env-goal context a level 0 may also see (``agent.lower_sees_goal``) trails its goal
+    space and is cut off (first ``dim`` coordinates); stays and cut-off attempts are dropped."""
+    reached = distance_reached(threshold)
+    rows = []
+    for k, seg in enumerate(segments):
+        start, end, goal = seg.achieved[0][:dim], seg.achieved[-1][:dim], seg.goal[:dim]
+        if np.allclose(goal, start, atol=1e-6):
+            continue  # hold_at_goal's stay
+        hit = bool(reached(end, goal))
+        if not hit and k == len(segments) - 1 and len(seg.actions) < horizon:
+            continue  # the episode ended first
+        rows.append({"start": start, "subgoal": goal, "end": end, "reached": hit})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
+              coords: list[int]) -> dict[str, Any]:
+    if not rows:
+        return {"subgoals": 0}
+    goals = np.array([r["subgoal"] for r in rows])
+    edge = EDGE * (high - low)
+    bound = (goals - low < edge) | (high - goals < edge)
+    starts, ends = np.array([r["start"] for r in rows]), np.array([r["end"] for r in rows])
+    return {"subgoals": len(rows),
+            "at_bound": round(float(np.mean(bound[:, coords].any(axis=1))), 3),
+            "at_bound_per_coordinate": [round(float(f), 3) for f in bound.mean(axis=0)],
+            "distance_median": round(float(np.median(np.linalg.norm(goals - starts, axis=1))), 3),
+            "moved_median": round(float(np.median(np.linalg.norm(ends - starts, axis=1))), 3),
+            "reached": round(float(np.mean([r["reached"] for r in rows])), 3)}
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--coords", type=int, nargs="+",
+                        help="subgoal coordinates that count for at_bound (default: all)")
+    parser.add_argument("--trace", type=int, default=0, help="print each decision of K episodes")
+    parser.add_argument("--seed-offset", type=int, default=1000)
+    args = parser.parse_args(argv)
+    loaded = load_policy(args.target)
+    spaces = loaded.policy.spaces
+    if len(spaces) < 2:
+        loaded.env.close()
+        parser.exit(2, f"subgoals.py: error: {loaded.path} is a flat policy: no subgoals\n")
+    low, high = subgoal_box(spaces[1])
+    dim = len(low)
+    coords = args.coords if args.coords is not None else list(range(dim))
+    if not all(0 <= c < dim for c in coords):
+        loaded.env.close()
+        parser.exit(2, f"subgoals.py: error: --coords {coords} outside the {dim} subgoal "
+                       "coordinates\n")
+    seeds = seeding.eval_env_seeds(loaded.config.train.seed + args.seed_offset, args.episodes)
+    rows, success = [], []
+    try:
+        for k, seed in enumerate(seeds):
+            episode = run_episode(loaded.env, loaded.policy, loaded.config.agent, seed,
+                                  np.random.default_rng(0), explore=False)
+            success.append(episode.stats.success)
+            mine = proposals(episode.segments[0], dim, spaces[0].horizon, spaces[0].threshold)
+            rows += mine
+            if k < args.trace:
+                print(f"episode {k} success {episode.stats.success}")
+                for r in mine:
+                    print(f"  from {np.round(r['start'], 3)} subgoal {np.round(r['subgoal'], 3)}"
+                          f" end {np.round(r['end'], 3)} reached {r['reached']}")
+    finally:
+        loaded.env.close()
+    report = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
+              "episodes": args.episodes, "success": float(np.mean(success)), "coords": coords,
+              **summarise(rows, low, high, coords)}
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
