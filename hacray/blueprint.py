@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from hacray import seeding
 from hacray.algo.hierarchy import LevelSpace, level_spaces
+from hacray.algo.relabel import attempt_reward
 from hacray.algo.replay import HierarchicalReplay, LevelSpec
 from hacray.algo.rollout import Policy
 from hacray.config import Config
@@ -15,6 +18,12 @@ from hacray.goals import distance_reached
 
 if TYPE_CHECKING:
     from hacray.algo.learner import Learner
+
+
+def top_test_penalty(horizons: list[int], gamma: float) -> float:
+    """A time-aware top level's missed subgoal test costs what failing for its whole budget of
+    env steps would (H_top attempts of the levels' full horizons: HAC's -H in env steps)."""
+    return float(attempt_reward(np.float64(0.0), np.float64(np.prod(horizons)), gamma))
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,14 @@ class Blueprint:
         terminate = [agent.terminate_on_goal] * top + [
             agent.terminate_on_goal if agent.top_terminate_on_goal is None
             else agent.top_terminate_on_goal]
+        time_aware = [False] * top + [agent.top_time_aware]
+        penalties = [None] * top + [top_test_penalty(agent.horizons, config.learner.gamma)
+                                    if agent.top_time_aware else None]
         return HierarchicalReplay(
             levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim, distance_reached(s.threshold),
-                              scheme, ends)
-                    for s, scheme, ends in zip(self.spaces, schemes, terminate)],
+                              scheme, ends, aware, penalty)
+                    for s, scheme, ends, aware, penalty in zip(
+                        self.spaces, schemes, terminate, time_aware, penalties)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
             gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
             obs_clip=config.learner.obs_clip, her_at_sample=config.replay.her_at_sample,

@@ -82,6 +82,14 @@ class AgentConfig:
     """The top level proposes subgoals until the env's episode ends, not at most H_top times.
     HAC's cap ends an episode early when subgoals are reached in fewer than H_0 steps (on
     PointMaze_Large: ~60-100 of 800 steps). Its Q is then clipped to -1/(1-gamma), not -H_top."""
+    top_time_aware: bool = False
+    """The top level (with top_until_episode_end) pays for each attempt by the env steps it
+    took, not -1 per attempt: an attempt of k steps gets the k steps' discounted rewards
+    (-1 each, 0 on the step that reaches the goal) and the discount gamma^k (semi-MDP), and a
+    missed subgoal test costs what failing for the product of the horizons in env steps would
+    (HAC's -H, in env steps). Paid per attempt, an uncapped top level finds long attempts
+    cheap: a subgoal the level below cannot reach takes all H_0 steps for one -1, and a
+    tested miss's -H is no worse than failing on."""
     hold_at_goal: bool = False
     """While the env goal is reached, the top level does not act: it asks the level below to
     stay where it stands (a subgoal at its own position; flat: the zero action), and a lower

@@ -41,6 +41,12 @@ def validate(config: Any) -> None:
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
         (0.0 <= agent.test_top_noise <= 1.0, "agent.test_top_noise must be in [0, 1]"),
+        (not agent.top_time_aware or (agent.levels >= 2 and agent.top_until_episode_end),
+         "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end (a "
+         "capped level's attempts are HAC's per-attempt steps)"),
+        (not (agent.top_time_aware and replay.her_at_sample),
+         "agent.top_time_aware does not work with replay.her_at_sample yet (its rewards are "
+         "recomputed per row at sample time, without the attempts' lengths)"),
         (0.0 < learner.gamma < 1.0, "learner.gamma must be in (0, 1)"),
         (0.0 <= learner.polyak < 1.0, "learner.polyak must be in [0, 1)"),
         (learner.action_l2 >= 0 and learner.subgoal_l2 >= 0,

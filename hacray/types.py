@@ -20,6 +20,7 @@ class Segment(NamedTuple):
                   actually reached; for level 0 equal to ``actions``.
     tested:       (n,) bool       the subgoal (level > 0) was executed as a subgoal test.
     missed:       (n,) bool       the level below failed to reach the proposed subgoal.
+    steps:        (n,) int32      env steps each action took (1 on level 0); None: 1 each.
     """
 
     level: int
@@ -30,6 +31,7 @@ class Segment(NamedTuple):
     hindsight_actions: np.ndarray
     tested: np.ndarray
     missed: np.ndarray
+    steps: np.ndarray | None = None
 
 
 class Transitions(NamedTuple):

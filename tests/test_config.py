@@ -65,6 +65,12 @@ BAD = [
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),
     ("learner:\n  subgoal_l2: -1\n", "learner.action_l2 and learner.subgoal_l2 must be >= 0"),
+    ("agent:\n  top_time_aware: true\n",  # the default top level is capped
+     "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end"),
+    ("agent:\n  levels: 1\n  horizons: [50]\n  top_time_aware: true\n"
+     "  top_until_episode_end: true\n", "agent.top_time_aware needs agent.levels >= 2"),
+    ("agent:\n  top_time_aware: true\n  top_until_episode_end: true\nreplay:\n"
+     "  her_at_sample: true\n", "agent.top_time_aware does not work with replay.her_at_sample"),
 ]
 
 

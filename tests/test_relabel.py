@@ -10,8 +10,9 @@ GAMMA, H = float(np.float32(0.9)), 4  # as stored (float32)
 REACHED = distance_reached(0.5)
 
 
-def segment(achieved, goal, tested=None, missed=None, level=1):
-    """Obs = achieved (1-D); actions 10+t as proposed, 20+t as actually achieved."""
+def segment(achieved, goal, tested=None, missed=None, level=1, steps=None):
+    """Obs = achieved (1-D); actions 10+t as proposed, 20+t as actually achieved; ``steps``:
+    env steps each action took."""
     achieved = np.asarray(achieved, np.float32)[:, None]
     n = len(achieved) - 1
     return Segment(level=level, obs=achieved.copy(), achieved=achieved,
@@ -19,7 +20,8 @@ def segment(achieved, goal, tested=None, missed=None, level=1):
                    actions=(10 + np.arange(n, dtype=np.float32))[:, None],
                    hindsight_actions=(20 + np.arange(n, dtype=np.float32))[:, None],
                    tested=np.asarray(tested or [False] * n),
-                   missed=np.asarray(missed or [False] * n))
+                   missed=np.asarray(missed or [False] * n),
+                   steps=None if steps is None else np.asarray(steps, np.int32))
 
 
 def rows(tr):
@@ -27,10 +29,19 @@ def rows(tr):
     return [tuple(float(np.ravel(col[i])[0]) for col in tr) for i in range(len(tr))]
 
 
-def transitions(seg, scheme="none", k=0, terminate=True, keep_original=True, seed=0):
+def transitions(seg, scheme="none", k=0, terminate=True, keep_original=True, seed=0,
+                time_aware=False, test_penalty=None):
     return segment_transitions(seg, reached=REACHED, gamma=GAMMA, horizon=H, scheme=scheme, k=k,
                                terminate_on_goal=terminate, rng=np.random.default_rng(seed),
-                               keep_original=keep_original)
+                               keep_original=keep_original, time_aware=time_aware,
+                               test_penalty=test_penalty)
+
+
+def f32(x):
+    return float(np.float32(x))
+
+
+G2, G3 = f32(GAMMA ** 2), f32(GAMMA ** 3)
 
 
 CASES = {
@@ -57,6 +68,25 @@ CASES = {
     "degenerate episode: originals dropped, hindsight kept": (
         segment([3, 3], goal=3), {"scheme": "final", "keep_original": False},
         [(3, 3, 20, 0, 0, 3)]),
+    "time-aware: an attempt of k env steps pays k steps' rewards, discount gamma^k": (
+        segment([0, 1, 2, 3], goal=3, steps=[1, 3, 2]), {"time_aware": True},
+        [(0, 3, 20, -1, GAMMA, 1), (1, 3, 21, f32(-(1 + GAMMA + GAMMA ** 2)), G3, 2),
+         (2, 3, 22, -1, 0, 3)]),  # reached on its 2nd step: -1 for the first, 0 for it
+    "time-aware without termination: the reaching attempt bootstraps with gamma^k": (
+        segment([0, 1, 3], goal=3, steps=[2, 3]), {"time_aware": True, "terminate": False},
+        [(0, 3, 20, f32(-(1 + GAMMA)), G2, 1), (1, 3, 21, f32(-(1 + GAMMA)), G3, 3)]),
+    "time-aware: a missed test costs the penalty given, not -H": (
+        segment([0, 1, 2], goal=9, tested=[True, False], missed=[True, False], steps=[4, 1]),
+        {"time_aware": True, "test_penalty": -7.5},
+        [(0, 9, 20, f32(-(1 + GAMMA + GAMMA ** 2 + GAMMA ** 3)), f32(GAMMA ** 4), 1),
+         (1, 9, 21, -1, GAMMA, 2), (0, 9, 10, -7.5, 0, 1)]),
+    "time-aware relabelled goals are paid by the attempts' lengths too": (
+        segment([0, 1, 2], goal=9, steps=[2, 1]), {"time_aware": True, "scheme": "final"},
+        [(0, 9, 20, f32(-(1 + GAMMA)), G2, 1), (1, 9, 21, -1, GAMMA, 2),
+         (0, 2, 20, f32(-(1 + GAMMA)), G2, 1), (1, 2, 21, 0, 0, 2)]),
+    "steps are ignored unless time-aware (HAC: -1 per attempt)": (
+        segment([0, 1, 2], goal=9, tested=[True, False], missed=[True, False], steps=[4, 1]),
+        {}, [(0, 9, 20, -1, GAMMA, 1), (1, 9, 21, -1, GAMMA, 2), (0, 9, 10, -H, 0, 1)]),
     "none: originals only": (
         segment([0, 1, 2], goal=9), {"scheme": "none", "k": 4},
         [(0, 9, 20, -1, GAMMA, 1), (1, 9, 21, -1, GAMMA, 2)]),
@@ -110,3 +140,18 @@ def test_same_rng_same_transitions():
     seg = segment([0, 1, 2, 3, 4], goal=9)
     a, b = transitions(seg, "future", 4, seed=7), transitions(seg, "future", 4, seed=7)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_time_aware_top_levels_test_penalty_is_failing_for_its_whole_budget():
+    """blueprint.top_test_penalty: the discounted return of the product of the horizons in env
+    steps at -1 each (HAC's -H, counted in env steps), and the replay gives it to the top only."""
+    from hacray.blueprint import Blueprint, top_test_penalty
+    from hacray.config import load_config
+    from hacray.envs import make_env
+    assert top_test_penalty([5, 6], 0.5) == pytest.approx(-sum(0.5 ** i for i in range(30)))
+    assert top_test_penalty([1], 0.9) == -1.0
+    config = load_config(None, ("env.id=PointMass-v0", "agent.top_until_episode_end=true",
+                                "agent.top_time_aware=true"))
+    levels = Blueprint.of(config, make_env(config.env).spec).replay().levels
+    assert [(lv.time_aware, lv.test_penalty) for lv in levels] == [
+        (False, None), (True, top_test_penalty(config.agent.horizons, config.learner.gamma))]

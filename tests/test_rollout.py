@@ -29,6 +29,15 @@ def test_segments_tile_the_episode(levels, horizons):
         assert all(1 <= len(s.actions) <= horizons[level] for s in segments)
         assert all(len(s.obs) == len(s.actions) + 1 == len(s.achieved) for s in segments)
     assert len(episode.segments[-1]) == 1  # the top level runs once, under the env goal
+    for level, segments in enumerate(episode.segments):  # the env steps each action took
+        assert all(s.steps.dtype == np.int32 and len(s.steps) == len(s.actions) for s in segments)
+        assert sum(int(s.steps.sum()) for s in segments) == 30
+        if level == 0:
+            assert all((s.steps == 1).all() for s in segments)
+        else:  # each action ran one segment of the level below, in order
+            np.testing.assert_array_equal(
+                np.concatenate([s.steps for s in segments]),
+                [int(s.steps.sum()) for s in episode.segments[level - 1]])
 
 
 def test_hindsight_action_is_where_the_level_below_ended():

@@ -39,44 +39,60 @@ def hindsight_goal_indices(n: int, scheme: str, k: int, rng: np.random.Generator
 
 def segment_transitions(segment: Segment, *, reached: ReachedFn, gamma: float, horizon: int,
                         scheme: str, k: int, terminate_on_goal: bool,
-                        rng: np.random.Generator, keep_original: bool = True) -> Transitions:
+                        rng: np.random.Generator, keep_original: bool = True,
+                        time_aware: bool = False,
+                        test_penalty: float | None = None) -> Transitions:
     """All transitions HAC stores for one segment, in a fixed order.
 
     1. hindsight action transitions under the original goal (skipped when not keep_original);
-    2. subgoal-test penalties: tested and missed actions, reward -horizon, discount 0,
-       with the action as proposed;
+    2. subgoal-test penalties: tested and missed actions, reward ``test_penalty`` (None:
+       HAC's -horizon), discount 0, with the action as proposed;
     3. hindsight goal transitions from :func:`hindsight_goal_indices`, rewards recomputed.
     Transitions 1 and 3 store the hindsight action (what the level below actually achieved).
+
+    ``time_aware`` (agent.top_time_aware): an action that took k env steps (segment.steps) is
+    paid as those k steps would be, :func:`attempt_reward` and discount gamma^k.
     """
     n = len(segment.actions)
     rows_t, rows_j = hindsight_goal_indices(n, scheme, k, rng)
+    steps = segment.steps if time_aware and segment.steps is not None else np.ones(n, np.int32)
     parts = []
     if keep_original:
         goals = np.broadcast_to(segment.goal, (n, segment.goal.shape[-1]))
         parts.append(_transitions(segment, np.arange(n), goals, reached, gamma,
-                                  terminate_on_goal))
+                                  terminate_on_goal, steps))
     penalised = np.flatnonzero(segment.tested & segment.missed)
     if len(penalised):
+        penalty = -float(horizon) if test_penalty is None else test_penalty
         parts.append(Transitions(
             obs=segment.obs[penalised],
             goal=np.broadcast_to(segment.goal, (len(penalised), segment.goal.shape[-1])),
             action=segment.actions[penalised],
-            reward=np.full(len(penalised), -float(horizon), np.float32),
+            reward=np.full(len(penalised), penalty, np.float32),
             discount=np.zeros(len(penalised), np.float32),
             next_obs=segment.obs[penalised + 1]))
     if len(rows_t):
         parts.append(_transitions(segment, rows_t, segment.achieved[rows_j], reached, gamma,
-                                  terminate_on_goal))
+                                  terminate_on_goal, steps))
     return concat(parts, segment)
 
 
+def attempt_reward(hit: np.ndarray, steps: np.ndarray, gamma: float) -> np.ndarray:
+    """The discounted reward of an attempt of ``steps`` env steps: -1 for each step but the
+    last, whose reward is 0 if the attempt ended at its goal (``hit``) and else -1. One step:
+    HAC's hit - 1."""
+    before_last = gamma ** (steps - 1.0)
+    return -(1.0 - before_last) / (1.0 - gamma) + before_last * (hit - 1.0)
+
+
 def _transitions(segment: Segment, t: np.ndarray, goals: np.ndarray, reached: ReachedFn,
-                 gamma: float, terminate_on_goal: bool) -> Transitions:
+                 gamma: float, terminate_on_goal: bool, steps: np.ndarray) -> Transitions:
     hit = reached(segment.achieved[t + 1], goals)
-    discount = np.where(hit & terminate_on_goal, 0.0, gamma)
+    k = steps[t].astype(np.float64)
+    discount = np.where(hit & terminate_on_goal, 0.0, gamma ** k)
     return Transitions(obs=segment.obs[t], goal=goals, action=segment.hindsight_actions[t],
-                       reward=hit.astype(np.float32) - 1.0, discount=discount,
-                       next_obs=segment.obs[t + 1])
+                       reward=attempt_reward(hit.astype(np.float64), k, gamma),
+                       discount=discount, next_obs=segment.obs[t + 1])
 
 
 def concat(parts: list[Transitions], like: Segment | None = None) -> Transitions:

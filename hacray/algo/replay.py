@@ -104,6 +104,10 @@ class LevelSpec:
     """Hindsight goal scheme of this level's transitions (see relabel.hindsight_goal_indices)."""
     terminate_on_goal: bool
     """Reaching the goal ends bootstrapping in this level's transitions."""
+    time_aware: bool = False
+    """Actions are paid by the env steps they took (agent.top_time_aware; relabel.py)."""
+    test_penalty: float | None = None
+    """Reward of a missed subgoal test; None: HAC's -horizon."""
 
 
 class HierarchicalReplay:
@@ -152,7 +156,8 @@ class HierarchicalReplay:
                     self.buffers[level].add(segment_transitions(
                         segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
                         scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
-                        rng=self.rng, keep_original=keep_original))
+                        rng=self.rng, keep_original=keep_original, time_aware=spec.time_aware,
+                        test_penalty=spec.test_penalty))
                 self.goal_stats[level] = normalizer.merge(
                     self.goal_stats[level],
                     normalizer.stats_of(np.vstack([segment.achieved, segment.goal[None]]),

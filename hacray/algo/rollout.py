@@ -214,7 +214,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     env_goal = rec.goals[-1]
     obs_rows = [rec.obs]
     ach_rows = [space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal)]
-    actions, hindsight, tested, missed = [], [], [], []
+    actions, hindsight, tested, missed, steps = [], [], [], [], []
     goal_hit = False
     top = level == len(policy.spaces) - 1
     attempts = itertools.count() if top and agent.top_until_episode_end else range(space.horizon)
@@ -228,6 +228,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
                 action = _explore(action, space, agent, rng)
             elif top and not explore and agent.test_top_noise:
                 action = _jitter(action, space, agent.test_top_noise, rng)
+        env_steps_before = rec.env_steps
         if level == 0:
             _env_step(env, action, rec)
             hindsight.append(action)
@@ -252,6 +253,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
                 rec.tests += test
                 rec.tests_failed += test and not sub_hit
         actions.append(action)
+        steps.append(rec.env_steps - env_steps_before)
         obs_rows.append(rec.obs)
         ach_rows.append(space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal))
         goal_hit = bool(reached(ach_rows[-1], goal))
@@ -264,7 +266,8 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         level=level, obs=np.array(obs_rows), achieved=np.array(ach_rows),
         goal=np.asarray(goal, np.float32), actions=np.array(actions),
         hindsight_actions=np.array(hindsight, np.float32),
-        tested=np.asarray(tested, bool), missed=np.asarray(missed, bool)))
+        tested=np.asarray(tested, bool), missed=np.asarray(missed, bool),
+        steps=np.asarray(steps, np.int32)))
     return goal_hit
 
 
