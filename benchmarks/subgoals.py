@@ -4,8 +4,9 @@ Plays a saved 2- or 3-level policy for ``--episodes`` deterministic evaluation e
 of its own: the run's seed + ``--seed-offset``) and counts, over every subgoal level 1 gave level
 0: the fraction at the bound of its box (a coordinate within 2 % of the box's width of either
 end; ``--coords`` picks which coordinates count), how far each subgoal was from where level 0
-stood when it got it, how far level 0 then moved, and how many it reached (subgoals cut off by
-the episode's end left out, as the training metrics do). A subgoal equal to level 0's start is
+stood when it got it, how far level 0 then moved, how many it reached (subgoals cut off by
+the episode's end left out, as the training metrics do), the mean env steps an attempt took
+and the fraction that took level 0's whole horizon. A subgoal equal to level 0's start is
 ``agent.hold_at_goal``'s stay, not a proposal, and is left out. Issue 19 used it to find why
 a 2-level Push seed stalled: its top level proposed box corners that 5 steps cannot reach.
 
@@ -55,12 +56,13 @@ def proposals(segments: tuple[Segment, ...], dim: int, horizon: int,
         hit = bool(reached(end, goal))
         if not hit and k == len(segments) - 1 and len(seg.actions) < horizon:
             continue  # the episode ended first
-        rows.append({"start": start, "subgoal": goal, "end": end, "reached": hit})
+        rows.append({"start": start, "subgoal": goal, "end": end, "reached": hit,
+                     "steps": len(seg.actions)})
     return rows
 
 
 def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
-              coords: list[int]) -> dict[str, Any]:
+              coords: list[int], horizon: int) -> dict[str, Any]:
     if not rows:
         return {"subgoals": 0}
     goals = np.array([r["subgoal"] for r in rows])
@@ -72,7 +74,9 @@ def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
             "at_bound_per_coordinate": [round(float(f), 3) for f in bound.mean(axis=0)],
             "distance_median": round(float(np.median(np.linalg.norm(goals - starts, axis=1))), 3),
             "moved_median": round(float(np.median(np.linalg.norm(ends - starts, axis=1))), 3),
-            "reached": round(float(np.mean([r["reached"] for r in rows])), 3)}
+            "reached": round(float(np.mean([r["reached"] for r in rows])), 3),
+            "steps_mean": round(float(np.mean([r["steps"] for r in rows])), 2),
+            "full_horizon": round(float(np.mean([r["steps"] == horizon for r in rows])), 3)}
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         loaded.env.close()
     report = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
               "episodes": args.episodes, "success": float(np.mean(success)), "coords": coords,
-              **summarise(rows, low, high, coords)}
+              **summarise(rows, low, high, coords, spaces[0].horizon)}
     print(json.dumps(report))
     return report
 

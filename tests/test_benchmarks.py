@@ -323,13 +323,15 @@ def test_subgoals_reads_level_0s_segments_as_proposals(segments, expected):
 def test_subgoals_counts_proposals_at_the_box_bound_on_the_chosen_coordinates():
     bench = _script("subgoals")
     low, high = np.array([0.0, 0.0]), np.array([10.0, 1.0])
-    rows = [{"start": np.zeros(2), "subgoal": np.array(g), "end": np.zeros(2), "reached": r}
-            for g, r in (([0.1, 0.5], True), ([5.0, 0.99], False), ([5.0, 0.5], True),
-                         ([9.9, 0.0], False))]
-    report = bench.summarise(rows, low, high, coords=[0])
+    rows = [{"start": np.zeros(2), "subgoal": np.array(g), "end": np.zeros(2), "reached": r,
+             "steps": n}
+            for g, r, n in (([0.1, 0.5], True, 1), ([5.0, 0.99], False, 5), ([5.0, 0.5], True, 2),
+                            ([9.9, 0.0], False, 5))]
+    report = bench.summarise(rows, low, high, coords=[0], horizon=5)
     assert report["at_bound"] == 0.5 and report["at_bound_per_coordinate"] == [0.5, 0.5]
-    assert bench.summarise(rows, low, high, coords=[0, 1])["at_bound"] == 0.75
+    assert bench.summarise(rows, low, high, coords=[0, 1], horizon=5)["at_bound"] == 0.75
     assert report["reached"] == 0.5 and report["subgoals"] == 4 and report["moved_median"] == 0
+    assert report["steps_mean"] == 3.25 and report["full_horizon"] == 0.5
 
 
 def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsys):
