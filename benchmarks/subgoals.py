@@ -10,8 +10,13 @@ and the fraction that took level 0's whole horizon. A subgoal equal to level 0's
 ``agent.hold_at_goal``'s stay, not a proposal, and is left out. Issue 19 used it to find why
 a 2-level Push seed stalled: its top level proposed box corners that 5 steps cannot reach.
 
+With ``--q-bins`` (2 levels only) it also asks the top level's critic, at each episode's first
+state, for the value of ``--candidates`` uniform random subgoals, and reports the mean by the
+subgoal's distance from level 0's position (bins' edges given): whether the critic rates far
+subgoals above near ones, as a top level paid -1 per attempt comes to (agent.top_time_aware).
+
     python benchmarks/subgoals.py runs/push/checkpoints/ckpt_000000160000.pt --episodes 20 \
-        --coords 0 1 [--trace 2]
+        --coords 0 1 [--trace 2] [--q-bins 0 0.1 0.2 0.3 1]
 
 Prints one JSON line (and with ``--trace K`` each decision of the first K episodes before it).
 """
@@ -79,6 +84,39 @@ def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
             "full_horizon": round(float(np.mean([r["steps"] == horizon for r in rows])), 3)}
 
 
+def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates: int,
+                  rng: np.random.Generator) -> dict[str, Optional[float]]:
+    """The top (level 1) critic's mean Q over random subgoals at each episode's first state,
+    by the subgoal's distance from where level 0 stands (means of the episodes' means)."""
+    import torch
+
+    from hacray import checkpoint
+    from hacray.blueprint import Blueprint
+    learner = Blueprint.of(loaded.config, loaded.env.spec).learner()
+    learner.load_state_dict(checkpoint.read(loaded.path).learner)
+    critic = learner.levels[1].critic.to("cpu").eval()
+    top, below = loaded.policy.spaces[1], loaded.policy.spaces[0]
+    dim = len(subgoal_box(top)[0])
+    means: list[list[float]] = [[] for _ in edges[1:]]
+    for seed in seeds:
+        obs, achieved, goal = loaded.env.reset(seed)
+        start = below.achieved(obs, achieved)[:dim]
+        units = rng.uniform(-1.0, 1.0, (candidates, top.act_dim))
+        subgoals = np.array([top.subgoal(a, start) for a in top.unscale_action(units)])
+        distance = np.linalg.norm(subgoals - start, axis=1)
+        inputs = loaded.policy.input_norms[1](np.concatenate([obs, goal]))
+        with torch.no_grad():
+            rows = torch.as_tensor(np.hstack([np.repeat(inputs[None], candidates, axis=0),
+                                              units]), dtype=torch.float32)
+            q = critic.net(rows).squeeze(-1).numpy()
+        for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+            inside = (distance >= lo) & (distance < hi)
+            if inside.any():
+                means[i].append(float(q[inside].mean()))
+    return {f"{lo:g}-{hi:g}": round(float(np.mean(m)), 3) if m else None
+            for lo, hi, m in zip(edges, edges[1:], means)}
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
@@ -87,7 +125,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                         help="subgoal coordinates that count for at_bound (default: all)")
     parser.add_argument("--trace", type=int, default=0, help="print each decision of K episodes")
     parser.add_argument("--seed-offset", type=int, default=1000)
+    parser.add_argument("--q-bins", type=float, nargs="+",
+                        help="distance bins' edges for the top critic's Q (2 levels)")
+    parser.add_argument("--candidates", type=int, default=2000)
     args = parser.parse_args(argv)
+    if args.q_bins is not None and (len(args.q_bins) < 2 or sorted(args.q_bins) != args.q_bins):
+        parser.error("--q-bins needs at least two increasing edges")
     loaded = load_policy(args.target)
     spaces = loaded.policy.spaces
     if len(spaces) < 2:
@@ -100,6 +143,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         loaded.env.close()
         parser.exit(2, f"subgoals.py: error: --coords {coords} outside the {dim} subgoal "
                        "coordinates\n")
+    if args.q_bins is not None and len(spaces) != 2:
+        loaded.env.close()
+        parser.exit(2, f"subgoals.py: error: --q-bins reads a 2-level policy's top critic; "
+                       f"{loaded.path} has {len(spaces)} levels\n")
     seeds = seeding.eval_env_seeds(loaded.config.train.seed + args.seed_offset, args.episodes)
     rows, success = [], []
     try:
@@ -114,11 +161,15 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 for r in mine:
                     print(f"  from {np.round(r['start'], 3)} subgoal {np.round(r['subgoal'], 3)}"
                           f" end {np.round(r['end'], 3)} reached {r['reached']}")
+        q = None if args.q_bins is None else q_by_distance(
+            loaded, seeds, args.q_bins, args.candidates, np.random.default_rng(0))
     finally:
         loaded.env.close()
     report = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
               "episodes": args.episodes, "success": float(np.mean(success)), "coords": coords,
               **summarise(rows, low, high, coords, spaces[0].horizon)}
+    if q is not None:
+        report["top_q_by_distance"] = q
     print(json.dumps(report))
     return report
 

@@ -344,11 +344,17 @@ def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsy
                        "--max-env-steps", "300", "--set", "train.eval_every=300",
                        "--set", "train.tensorboard=false", *extra]) == 0
     capsys.readouterr()
-    report = _script("subgoals").main([str(runs["l2"]), "--episodes", "3", "--trace", "1"])
+    report = _script("subgoals").main([str(runs["l2"]), "--episodes", "3", "--trace", "1",
+                                       "--q-bins", "0", "0.5", "9", "--candidates", "64"])
     out = capsys.readouterr().out
     assert out.startswith("episode 0") and report["episodes"] == 3
     assert report["subgoals"] > 0 and 0.0 <= report["at_bound"] <= 1.0
     assert 0.0 <= report["reached"] <= 1.0 and len(report["at_bound_per_coordinate"]) == 2
+    q = report["top_q_by_distance"]  # the point mass's box is 2 x 2: every subgoal within 2.83
+    assert list(q) == ["0-0.5", "0.5-9"] and np.isfinite(q["0.5-9"])
+    with pytest.raises(SystemExit):
+        _script("subgoals").main([str(runs["l2"]), "--q-bins", "1", "0"])
+    assert "two increasing edges" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         _script("subgoals").main([str(runs["l1"])])
     assert exit_.value.code == 2 and "is a flat policy" in capsys.readouterr().err
