@@ -13,7 +13,8 @@ a 2-level Push seed stalled: its top level proposed box corners that 5 steps can
 With ``--q-bins`` (2 levels only) it also asks the top level's critic, at each episode's first
 state, for the value of ``--candidates`` uniform random subgoals, and reports the mean by the
 subgoal's distance from level 0's position (bins' edges given): whether the critic rates far
-subgoals above near ones, as a top level paid -1 per attempt comes to (agent.top_time_aware).
+subgoals above near ones, as a top level paid -1 per attempt comes to (agent.top_time_aware),
+and how saturated the top actor's tanh is at those states.
 
     python benchmarks/subgoals.py runs/push/checkpoints/ckpt_000000160000.pt --episodes 20 \
         --coords 0 1 [--trace 2] [--q-bins 0 0.1 0.2 0.3 1]
@@ -85,9 +86,11 @@ def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
 
 
 def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates: int,
-                  rng: np.random.Generator) -> dict[str, Optional[float]]:
+                  rng: np.random.Generator) -> dict[str, Any]:
     """The top (level 1) critic's mean Q over random subgoals at each episode's first state,
-    by the subgoal's distance from where level 0 stands (means of the episodes' means)."""
+    by the subgoal's distance from where level 0 stands (means of the episodes' means); and
+    the top actor's output there before its tanh: the median |z| per coordinate and the
+    median tanh'(z) (near 0: saturated, so no gradient moves that coordinate)."""
     import torch
 
     from hacray import checkpoint
@@ -97,7 +100,9 @@ def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates:
     critic = learner.levels[1].critic.to("cpu").eval()
     top, below = loaded.policy.spaces[1], loaded.policy.spaces[0]
     dim = len(subgoal_box(top)[0])
+    actor = learner.levels[1].actor.to("cpu").eval()
     means: list[list[float]] = [[] for _ in edges[1:]]
+    preact = []
     for seed in seeds:
         obs, achieved, goal = loaded.env.reset(seed)
         start = below.achieved(obs, achieved)[:dim]
@@ -109,12 +114,17 @@ def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates:
             rows = torch.as_tensor(np.hstack([np.repeat(inputs[None], candidates, axis=0),
                                               units]), dtype=torch.float32)
             q = critic.net(rows).squeeze(-1).numpy()
+            preact.append(actor.net(torch.as_tensor(inputs[None], dtype=torch.float32))[0].numpy())
         for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
             inside = (distance >= lo) & (distance < hi)
             if inside.any():
                 means[i].append(float(q[inside].mean()))
-    return {f"{lo:g}-{hi:g}": round(float(np.mean(m)), 3) if m else None
-            for lo, hi, m in zip(edges, edges[1:], means)}
+    z = np.abs(np.array(preact))
+    return {"top_q_by_distance": {f"{lo:g}-{hi:g}": round(float(np.mean(m)), 3) if m else None
+                                  for lo, hi, m in zip(edges, edges[1:], means)},
+            "top_preact_abs_median": [round(float(v), 2) for v in np.median(z, axis=0)],
+            "top_tanh_grad_median": [round(float(v), 4)
+                                     for v in np.median(1.0 - np.tanh(z) ** 2, axis=0)]}
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
@@ -169,7 +179,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
               "episodes": args.episodes, "success": float(np.mean(success)), "coords": coords,
               **summarise(rows, low, high, coords, spaces[0].horizon)}
     if q is not None:
-        report["top_q_by_distance"] = q
+        report.update(q)
     print(json.dumps(report))
     return report
 

@@ -352,6 +352,8 @@ def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsy
     assert 0.0 <= report["reached"] <= 1.0 and len(report["at_bound_per_coordinate"]) == 2
     q = report["top_q_by_distance"]  # the point mass's box is 2 x 2: every subgoal within 2.83
     assert list(q) == ["0-0.5", "0.5-9"] and np.isfinite(q["0.5-9"])
+    assert len(report["top_preact_abs_median"]) == 2
+    assert all(0.0 <= g <= 1.0 for g in report["top_tanh_grad_median"])
     with pytest.raises(SystemExit):
         _script("subgoals").main([str(runs["l2"]), "--q-bins", "1", "0"])
     assert "two increasing edges" in capsys.readouterr().err
