@@ -85,8 +85,8 @@ def summarise(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray,
             "full_horizon": round(float(np.mean([r["steps"] == horizon for r in rows])), 3)}
 
 
-def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates: int,
-                  rng: np.random.Generator) -> dict[str, Any]:
+def q_by_distance(loaded: Any, seeds: list[int], dim: int, edges: list[float],
+                  candidates: int, rng: np.random.Generator) -> dict[str, Any]:
     """The top (level 1) critic's mean Q over random subgoals at each episode's first state,
     by the subgoal's distance from where level 0 stands (means of the episodes' means); and
     the top actor's output there before its tanh: the median |z| per coordinate and the
@@ -98,9 +98,8 @@ def q_by_distance(loaded: Any, seeds: list[int], edges: list[float], candidates:
     learner = Blueprint.of(loaded.config, loaded.env.spec).learner()
     learner.load_state_dict(checkpoint.read(loaded.path).learner)
     critic = learner.levels[1].critic.to("cpu").eval()
-    top, below = loaded.policy.spaces[1], loaded.policy.spaces[0]
-    dim = len(subgoal_box(top)[0])
     actor = learner.levels[1].actor.to("cpu").eval()
+    top, below = loaded.policy.spaces[1], loaded.policy.spaces[0]
     means: list[list[float]] = [[] for _ in edges[1:]]
     preact = []
     for seed in seeds:
@@ -172,7 +171,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                     print(f"  from {np.round(r['start'], 3)} subgoal {np.round(r['subgoal'], 3)}"
                           f" end {np.round(r['end'], 3)} reached {r['reached']}")
         q = None if args.q_bins is None else q_by_distance(
-            loaded, seeds, args.q_bins, args.candidates, np.random.default_rng(0))
+            loaded, seeds, dim, args.q_bins, args.candidates, np.random.default_rng(0))
     finally:
         loaded.env.close()
     report = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,

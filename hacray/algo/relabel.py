@@ -55,7 +55,7 @@ def segment_transitions(segment: Segment, *, reached: ReachedFn, gamma: float, h
     """
     n = len(segment.actions)
     rows_t, rows_j = hindsight_goal_indices(n, scheme, k, rng)
-    steps = segment.steps if time_aware and segment.steps is not None else np.ones(n, np.int32)
+    steps = segment.steps if time_aware else None  # None: one step each (HAC)
     parts = []
     if keep_original:
         goals = np.broadcast_to(segment.goal, (n, segment.goal.shape[-1]))
@@ -86,13 +86,17 @@ def attempt_reward(hit: np.ndarray, steps: np.ndarray, gamma: float) -> np.ndarr
 
 
 def _transitions(segment: Segment, t: np.ndarray, goals: np.ndarray, reached: ReachedFn,
-                 gamma: float, terminate_on_goal: bool, steps: np.ndarray) -> Transitions:
+                 gamma: float, terminate_on_goal: bool,
+                 steps: np.ndarray | None) -> Transitions:
     hit = reached(segment.achieved[t + 1], goals)
-    k = steps[t].astype(np.float64)
-    discount = np.where(hit & terminate_on_goal, 0.0, gamma ** k)
+    if steps is None:  # every action one step: attempt_reward's hit - 1, without its powers
+        reward, discount = hit.astype(np.float32) - 1.0, gamma
+    else:
+        k = steps[t].astype(np.float64)
+        reward, discount = attempt_reward(hit.astype(np.float64), k, gamma), gamma ** k
     return Transitions(obs=segment.obs[t], goal=goals, action=segment.hindsight_actions[t],
-                       reward=attempt_reward(hit.astype(np.float64), k, gamma),
-                       discount=discount, next_obs=segment.obs[t + 1])
+                       reward=reward, discount=np.where(hit & terminate_on_goal, 0.0, discount),
+                       next_obs=segment.obs[t + 1])
 
 
 def concat(parts: list[Transitions], like: Segment | None = None) -> Transitions:
