@@ -127,6 +127,12 @@ class LearnerConfig:
     subgoal box): it keeps their tanh out of saturation at the box's corners, where a
     deterministic top level can sit proposing subgoals the level below cannot reach, at the
     price of a pull towards the box's centre."""
+    subgoal_preact_l2: float = 0.0
+    """A penalty on the squared output of the subgoal actors (levels above 0) before their
+    tanh, as rlkit's ``policy_pre_activation_weight``. Unlike ``subgoal_l2``, whose gradient
+    vanishes with tanh' once an actor is saturated (|z| ~ 20-30, tanh' 0.0: the stalled
+    FetchPush seed in BENCHMARKS.md), it pulls a saturated actor back in proportion to how far
+    it is, and a healthy one (|z| ~ 0.5) hardly at all."""
     obs_clip: float = 200.0
     """Raw observations and goals are clipped to +-obs_clip before normalising."""
     norm_clip: float = 5.0

@@ -64,7 +64,8 @@ BAD = [
     ("learner:\n  level_update_every: [1]\n",  # the default agent has 2 levels
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),
-    ("learner:\n  subgoal_l2: -1\n", "learner.action_l2 and learner.subgoal_l2 must be >= 0"),
+    ("learner:\n  subgoal_l2: -1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2 must"),
+    ("learner:\n  subgoal_preact_l2: -0.1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2"),
     ("agent:\n  top_time_aware: true\n",  # the default top level is capped
      "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end"),
     ("agent:\n  levels: 1\n  horizons: [50]\n  top_time_aware: true\n"

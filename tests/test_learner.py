@@ -25,9 +25,10 @@ SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 
 def make_learner(levels: int, threads: int, every: Optional[list[int]] = None,
-                 subgoal_l2: float = 0.0) -> Learner:
+                 subgoal_l2: float = 0.0, subgoal_preact_l2: float = 0.0) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
-                           level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2)
+                           level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2,
+                           subgoal_preact_l2=subgoal_preact_l2)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -119,6 +120,36 @@ def test_subgoal_l2_pulls_only_the_subgoals_towards_the_box_centre():
         with torch.no_grad():
             square = [float((lr.levels[i].actor(obs, goal) ** 2).mean()) for lr in (free, pulled)]
         assert square[1] < 0.5 * square[0], (i, square)
+
+
+def saturate(learner: Learner, index: int) -> None:
+    """Level ``index``'s actor saturated as the stalled FetchPush top level was: its output
+    layer's bias at +25 on every coordinate (tanh' ~ 0)."""
+    with torch.no_grad():
+        learner.levels[index].actor.net[-1].bias.fill_(25.0)
+
+
+@pytest.mark.parametrize("penalty, escapes", [
+    ({}, False),                              # the critic's gradient vanishes through tanh'
+    ({"subgoal_l2": 1.0}, False),             # so does a penalty on the tanh's output
+    ({"subgoal_preact_l2": 0.01}, True),      # one before the tanh pulls it back
+])
+def test_only_the_pre_tanh_penalty_pulls_a_saturated_subgoal_actor_back(penalty, escapes):
+    rng = np.random.default_rng(8)
+    data = [random_batches(2, rng) for _ in range(200)]
+    plain, pulled = make_learner(2, 1), make_learner(2, 1, **penalty)
+    for learner in (plain, pulled):
+        saturate(learner, 1)
+    for batches in data:
+        plain.update(batches)
+        pulled.update(batches)
+    for x, y in zip(level_state(plain, 0), level_state(pulled, 0), strict=True):
+        assert torch.equal(x, y)  # level 0 keeps action_l2 alone
+    obs = torch.as_tensor(rng.standard_normal((64, OBS_DIM), dtype=np.float32))
+    goal = torch.as_tensor(rng.standard_normal((64, SPACES[1].goal_dim), dtype=np.float32))
+    with torch.no_grad():
+        z = float(pulled.levels[1].actor.pre_tanh(obs, goal).abs().median())
+    assert (z < 10.0) == escapes, z
 
 
 def test_level_update_every_must_fit_the_levels():

@@ -27,7 +27,11 @@ class Actor(nn.Module):
         self.net = mlp(obs_dim + goal_dim, hidden, act_dim)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(torch.cat([obs, goal], dim=-1)))
+        return torch.tanh(self.pre_tanh(obs, goal))
+
+    def pre_tanh(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """The output before its tanh."""
+        return self.net(torch.cat([obs, goal], dim=-1))
 
 
 class Critic(nn.Module):
