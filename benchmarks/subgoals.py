@@ -1,4 +1,4 @@
-"""Where a saved hierarchy's level 1 sends level 0, and whether level 0 gets there.
+"""Where a saved hierarchy's level K sends level K-1, and whether level K-1 gets there.
 
 Plays a saved 2- or 3-level policy for ``--episodes`` deterministic evaluation episodes (seeds
 of its own: the run's seed + ``--seed-offset``) and counts, over every subgoal level 1 gave level
@@ -9,6 +9,8 @@ the episode's end left out, as the training metrics do), the mean env steps an a
 and the fraction that took level 0's whole horizon. A subgoal equal to level 0's start is
 ``agent.hold_at_goal``'s stay, not a proposal, and is left out. Issue 19 used it to find why
 a 2-level Push seed stalled: its top level proposed box corners that 5 steps cannot reach.
+``--level K`` (default 1) counts level K's subgoals to level K-1 instead (a 3-level policy's
+top level: ``--level 2``); "steps" are then level K-1's actions, each attempt's subgoals.
 
 With ``--q-bins`` (2 levels only) it also asks the top level's critic, at each episode's first
 state, for the value of ``--candidates`` uniform random subgoals, and reports the mean by the
@@ -134,6 +136,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                         help="subgoal coordinates that count for at_bound (default: all)")
     parser.add_argument("--trace", type=int, default=0, help="print each decision of K episodes")
     parser.add_argument("--seed-offset", type=int, default=1000)
+    parser.add_argument("--level", type=int, default=1,
+                        help="count the subgoals this level gives the one below (default 1)")
     parser.add_argument("--q-bins", type=float, nargs="+",
                         help="distance bins' edges for the top critic's Q (2 levels)")
     parser.add_argument("--candidates", type=int, default=2000)
@@ -145,7 +149,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if len(spaces) < 2:
         loaded.env.close()
         parser.exit(2, f"subgoals.py: error: {loaded.path} is a flat policy: no subgoals\n")
-    low, high = subgoal_box(spaces[1])
+    if not 1 <= args.level < len(spaces):
+        loaded.env.close()
+        parser.exit(2, f"subgoals.py: error: --level {args.level}: {loaded.path} has levels "
+                       f"0-{len(spaces) - 1}, and level 0 proposes no subgoals\n")
+    low, high = subgoal_box(spaces[args.level])
+    below = spaces[args.level - 1]
     dim = len(low)
     coords = args.coords if args.coords is not None else list(range(dim))
     if not all(0 <= c < dim for c in coords):
@@ -163,7 +172,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             episode = run_episode(loaded.env, loaded.policy, loaded.config.agent, seed,
                                   np.random.default_rng(0), explore=False)
             success.append(episode.stats.success)
-            mine = proposals(episode.segments[0], dim, spaces[0].horizon, spaces[0].threshold)
+            mine = proposals(episode.segments[args.level - 1], dim, below.horizon,
+                             below.threshold)
             rows += mine
             if k < args.trace:
                 print(f"episode {k} success {episode.stats.success}")
@@ -175,8 +185,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     finally:
         loaded.env.close()
     report = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
-              "episodes": args.episodes, "success": float(np.mean(success)), "coords": coords,
-              **summarise(rows, low, high, coords, spaces[0].horizon)}
+              "episodes": args.episodes, "level": args.level,
+              "success": float(np.mean(success)), "coords": coords,
+              **summarise(rows, low, high, coords, below.horizon)}
     if q is not None:
         report.update(q)
     print(json.dumps(report))

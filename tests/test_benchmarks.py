@@ -360,3 +360,22 @@ def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         _script("subgoals").main([str(runs["l1"])])
     assert exit_.value.code == 2 and "is a flat policy" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        _script("subgoals").main([str(runs["l2"]), "--level", "2"])
+    assert exit_.value.code == 2 and "--level 2" in capsys.readouterr().err
+
+
+def test_subgoals_reads_a_3_level_policys_top_level_with_level_2(tmp_path, capsys):
+    from hacray.cli import main as hacray
+    run = tmp_path / "l3"
+    assert hacray(["train", str(POINT_MASS), "--run-dir", str(run), "--max-env-steps", "300",
+                   "--set", "train.eval_every=300", "--set", "train.tensorboard=false",
+                   "--set", "agent.levels=3", "--set", "agent.horizons=[3,3,4]"]) == 0
+    capsys.readouterr()
+    reports = {k: _script("subgoals").main([str(run), "--episodes", "3", "--level", str(k)])
+               for k in (1, 2)}
+    assert reports[1]["level"] == 1 and reports[2]["level"] == 2
+    for report in reports.values():
+        assert report["subgoals"] > 0 and 0.0 <= report["reached"] <= 1.0
+    assert reports[1]["steps_mean"] <= 3 and reports[2]["steps_mean"] <= 3  # the horizon below
+    assert reports[1]["subgoals"] > reports[2]["subgoals"]  # several per top-level subgoal
