@@ -379,3 +379,41 @@ def test_subgoals_reads_a_3_level_policys_top_level_with_level_2(tmp_path, capsy
         assert report["subgoals"] > 0 and 0.0 <= report["reached"] <= 1.0
     assert reports[1]["steps_mean"] <= 3 and reports[2]["steps_mean"] <= 3  # the horizon below
     assert reports[1]["subgoals"] > reports[2]["subgoals"]  # several per top-level subgoal
+
+
+@pytest.mark.parametrize("points,expected", [
+    # (env steps, success) of each evaluation, every 20k -> windows of 40k ending at 40k / 80k
+    ([(20_000, 0.2), (40_000, 0.4), (60_000, 0.6), (80_000, 0.8)], {40_000: 0.3, 80_000: 0.7}),
+    ([(20_900, 0.2), (40_300, 0.4), (61_000, 0.6), (80_700, 1.0)],  # episodes overran the points
+     {40_000: 0.3, 80_000: 0.8}),
+    ([(20_000, 0.2), (40_000, 0.4), (60_000, 0.6)], {40_000: 0.3, 80_000: None}),  # stopped
+    ([], {40_000: None, 80_000: None}),
+])
+def test_windows_average_the_evaluations_at_their_nominal_points(points, expected):
+    bench = _script("windows")
+    evals = [{"env_steps": s, "eval/success_rate": v} for s, v in points]
+    got = bench.windows(evals, every=20_000, window=40_000, ends=[40_000, 80_000])
+    assert got.keys() == expected.keys()
+    for end, value in expected.items():
+        assert got[end] == (None if value is None else pytest.approx(value)), end
+
+
+def test_windows_prints_rows_and_medians_and_refuses_a_non_run(tmp_path, capsys):
+    bench = _script("windows")
+    for name, values in (("a", [0.1, 0.3, 0.5]), ("b", [0.3, 0.5, 0.9])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text("train:\n  eval_every: 1000\n")
+        with open(run / "metrics.jsonl", "w") as f:
+            f.write(json.dumps({"env_steps": 500, "train/loss": 1.0}) + "\n")  # not an evaluation
+            for k, v in enumerate(values):
+                f.write(json.dumps({"env_steps": 1000 * (k + 1) + 40, "eval/success_rate": v,
+                                    "eval/level0_subgoal_reach": 0.9}) + "\n")
+    lines = bench.main([str(tmp_path / "a"), str(tmp_path / "b"), "--window", "2000",
+                        "--ends", "2000", "3000"])
+    assert lines[2] == "| a | 3,040 | 0.20 | 0.40 | 3,040 | L0 0.90 |"
+    assert lines[3] == "| b | 3,040 | 0.40 | 0.70 | 2,040 | L0 0.90 |"
+    assert lines[4].startswith("| median | | 0.30 (0.20-0.40), 2 runs | 0.55 (0.40-0.70), 2 runs")
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([str(tmp_path)])
+    assert exit_.value.code == 2 and "is not a run directory" in capsys.readouterr().err
