@@ -105,15 +105,21 @@ def test_a_spaced_out_level_trains_exactly_on_its_own_updates_and_reports_its_la
     assert spaced.updates == 6
 
 
+def train_side_by_side(plain: Learner, penalised: Learner, data: list) -> None:
+    """Both learners on the same batches; a subgoal penalty leaves level 0 exactly as it was
+    (level 0 keeps action_l2 alone)."""
+    for batches in data:
+        plain.update(batches)
+        penalised.update(batches)
+    for x, y in zip(level_state(plain, 0), level_state(penalised, 0), strict=True):
+        assert torch.equal(x, y)
+
+
 def test_subgoal_l2_pulls_only_the_subgoals_towards_the_box_centre():
     rng = np.random.default_rng(6)
     data = [random_batches(3, rng) for _ in range(30)]
     free, pulled = make_learner(3, 1), make_learner(3, 1, subgoal_l2=10.0)
-    for batches in data:
-        free.update(batches)
-        pulled.update(batches)
-    for x, y in zip(level_state(free, 0), level_state(pulled, 0), strict=True):
-        assert torch.equal(x, y)  # level 0 keeps action_l2 alone
+    train_side_by_side(free, pulled, data)
     obs = torch.as_tensor(rng.standard_normal((64, OBS_DIM), dtype=np.float32))
     for i in (1, 2):
         goal = torch.as_tensor(rng.standard_normal((64, SPACES[i].goal_dim), dtype=np.float32))
@@ -140,11 +146,7 @@ def test_only_the_pre_tanh_penalty_pulls_a_saturated_subgoal_actor_back(penalty,
     plain, pulled = make_learner(2, 1), make_learner(2, 1, **penalty)
     for learner in (plain, pulled):
         saturate(learner, 1)
-    for batches in data:
-        plain.update(batches)
-        pulled.update(batches)
-    for x, y in zip(level_state(plain, 0), level_state(pulled, 0), strict=True):
-        assert torch.equal(x, y)  # level 0 keeps action_l2 alone
+    train_side_by_side(plain, pulled, data)
     obs = torch.as_tensor(rng.standard_normal((64, OBS_DIM), dtype=np.float32))
     goal = torch.as_tensor(rng.standard_normal((64, SPACES[1].goal_dim), dtype=np.float32))
     with torch.no_grad():
