@@ -142,9 +142,8 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
     critic_ok = guarded_step(level.critic_opt, critic_loss, level.critic, deferred)
     if critic_ok is False:
         return None
-    preact_l2 = config.subgoal_preact_l2 if index > 0 else 0.0
-    z = level.actor.pre_tanh(obs, goal) if preact_l2 else None
-    pi = level.actor(obs, goal) if z is None else torch.tanh(z)
+    z = level.actor.pre_tanh(obs, goal)
+    pi = torch.tanh(z)  # the actor's forward, with its output before the tanh kept
     level.critic.requires_grad_(False)  # the actor's loss needs no critic weight gradients
     try:
         actor_loss = -level.critic(obs, goal, pi).mean()
@@ -153,8 +152,8 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
     l2 = config.action_l2 if index == 0 else config.subgoal_l2  # subgoals: pulls to the box centre
     if l2:
         actor_loss = actor_loss + l2 * torch.mean(pi ** 2)
-    if z is not None:  # pulls a saturated subgoal actor back, where pi's own penalty cannot
-        actor_loss = actor_loss + preact_l2 * torch.mean(z ** 2)
+    if index > 0 and config.subgoal_preact_l2:  # pulls a saturated subgoal actor back
+        actor_loss = actor_loss + config.subgoal_preact_l2 * torch.mean(z ** 2)
     actor_ok = guarded_step(level.actor_opt, actor_loss, level.actor, deferred)
     if actor_ok is False:
         return None
