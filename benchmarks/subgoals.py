@@ -50,12 +50,13 @@ def subgoal_box(proposer: LevelSpace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def proposals(segments: tuple[Segment, ...], dim: int, horizon: int,
-              threshold: float) -> list[dict[str, Any]]:
+              threshold: float, scale: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Level 0's segments of one episode as the subgoals it got: start, subgoal, end, reached.
 
     The env-goal context a level 0 may also see (``agent.lower_sees_goal``) trails its goal
-    space and is cut off (first ``dim`` coordinates); stays and cut-off attempts are dropped."""
-    reached = distance_reached(threshold)
+    space and is cut off (first ``dim`` coordinates); stays and cut-off attempts are dropped.
+    ``scale``: the level's coordinate weights (env.subgoal_scale)."""
+    reached = distance_reached(threshold, None if scale is None else scale[:dim])
     rows = []
     for k, seg in enumerate(segments):
         start, end, goal = seg.achieved[0][:dim], seg.achieved[-1][:dim], seg.goal[:dim]
@@ -173,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                                   np.random.default_rng(0), explore=False)
             success.append(episode.stats.success)
             mine = proposals(episode.segments[args.level - 1], dim, below.horizon,
-                             below.threshold)
+                             below.threshold, below.scale)
             rows += mine
             if k < args.trace:
                 print(f"episode {k} success {episode.stats.success}")

@@ -46,6 +46,10 @@ class EnvConfig:
     """Upper bound of each subgoal coordinate (with subgoal_low)."""
     subgoal_threshold: Optional[float] = None
     """Distance at which a subgoal counts as reached; None uses goal_threshold."""
+    subgoal_scale: Optional[list[float]] = None
+    """Weight of each subgoal coordinate in that distance (its difference is multiplied by it
+    before the norm), for subgoals that mix units, e.g. the gripper's position and its fingers'
+    opening (0-0.05 m each); None weighs every coordinate 1."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 (``config.load_config`` runs them; each failure is one ConfigError that names the key)."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -98,6 +99,9 @@ def validate(config: Any) -> None:
     if env.entry_point is not None and not _ENTRY_POINT.fullmatch(env.entry_point):
         raise ConfigError(f"config: env.entry_point must look like 'package.module:factory', "
                           f"got {env.entry_point!r}")
+    if env.subgoal_scale is not None and not all(
+            math.isfinite(w) and w > 0 for w in env.subgoal_scale):
+        raise ConfigError("config: env.subgoal_scale must hold finite weights > 0")
     if env.subgoal_low is not None and any(
             lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
         raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")

@@ -47,6 +47,8 @@ BAD = [
     ("env:\n  kwargs: [1]\n", "'env.kwargs' must be a mapping"),
     ("env:\n  subgoal_indices: [0]\n  subgoal_low: [1]\n  subgoal_high: [0]\n",
      "env.subgoal_low must be below"),
+    ("env:\n  subgoal_scale: [1, 0]\n", "env.subgoal_scale must hold finite weights > 0"),
+    ("env:\n  subgoal_scale: [1, .nan]\n", "env.subgoal_scale must hold finite weights > 0"),
     ("learner: [1, 2]\n", "'learner' must be a mapping"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("learner:\n  actor_lr: [\n", "malformed YAML"),

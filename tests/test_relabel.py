@@ -155,3 +155,29 @@ def test_a_time_aware_top_levels_test_penalty_is_failing_for_its_whole_budget():
     levels = Blueprint.of(config, make_env(config.env).spec).replay().levels
     assert [(lv.time_aware, lv.test_penalty) for lv in levels] == [
         (False, None), (True, top_test_penalty(config.agent.horizons, config.learner.gamma))]
+
+
+@pytest.mark.parametrize("achieved, goal, scale, reached", [
+    # (the threshold is 0.5) the plain distance, then each coordinate's difference weighted
+    ([0.0, 0.0], [0.3, 0.0], None, True),
+    ([0.0, 0.0], [0.3, 0.0], [2.0, 1.0], False),   # 0.6
+    ([0.0, 0.0], [0.3, 0.0], [1.0, 100.0], True),  # the weighted coordinate agrees
+    ([0.0, 0.02], [0.0, 0.05], [1.0, 10.0], True),   # 0.3: a small gap in a finger's opening
+    ([0.0, 0.0], [0.0, 0.05], [1.0, 10.0], False),   # 0.5 is not below 0.5
+    ([0.0, 0.0], [0.0, 0.05], None, True),           # unweighted, the fingers hardly count
+])
+def test_a_weighted_distance_multiplies_each_difference_first(achieved, goal, scale, reached):
+    rule = distance_reached(0.5, None if scale is None else np.asarray(scale, np.float32))
+    batch = np.asarray([achieved, achieved], np.float32), np.asarray([goal, goal], np.float32)
+    assert rule(*batch).tolist() == [reached, reached]
+
+
+def test_a_weighted_rule_sets_the_transitions_rewards():
+    """The same segment, goal 3.3: reached at 3 by the plain rule (0.3), missed at weight 2 (0.6),
+    so its last transition pays -1 and bootstraps."""
+    seg = segment([0, 1, 2, 3], goal=3.3)
+    weighted = segment_transitions(seg, reached=distance_reached(0.5, np.float32([2.0])),
+                                   gamma=GAMMA, horizon=H, scheme="none", k=0,
+                                   terminate_on_goal=True, rng=np.random.default_rng(0))
+    assert rows(transitions(seg))[-1] == (2, f32(3.3), 22, 0, 0, 3)
+    assert rows(weighted)[-1] == (2, f32(3.3), 22, -1, GAMMA, 3)

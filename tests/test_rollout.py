@@ -5,6 +5,7 @@ import pytest
 from hacray.blueprint import Blueprint
 from hacray.config import load_config
 from hacray.envs import make_env
+from hacray.goals import distance_reached
 
 
 def play(overrides=(), explore=True, seed=0):
@@ -368,3 +369,46 @@ def test_a_flat_episode_held_from_its_first_step_asks_nothing_and_still_ends():
                         policy)
     assert both[0].stats.success and both[0].stats.env_steps == 30
     assert both[1].stats.env_steps == 30
+
+
+@pytest.mark.parametrize("context", [(), ("agent.lower_sees_goal=true",)])
+def test_a_subgoal_scale_weighs_the_levels_below_the_top(context):
+    """env.subgoal_scale reaches every level with subgoals (the env goal's context padded with
+    weight 1) and its replay's rewards; the top level keeps the env's plain distance."""
+    config = load_config(None, ("env.id=PointMass-v0", "env.subgoal_scale=[1, 4]", *context))
+    blueprint = Blueprint.of(config, make_env(config.env).spec)
+    bottom, top = blueprint.spaces
+    assert bottom.scale.tolist() == [1, 4] + [1, 1] * bool(context) and top.scale is None
+    rewarded = blueprint.replay().levels[0].reached
+    gap = np.float32([[0.0, 0.05] + [0.0, 0.0] * bool(context)])  # 0.05 m, weighted 0.2
+    assert rewarded(gap, 0 * gap).tolist() == [False]  # the threshold is 0.1
+
+
+def test_a_subgoal_scale_of_the_wrong_length_is_refused():
+    from hacray.config import ConfigError
+    config = load_config(None, ("env.id=PointMass-v0", "env.subgoal_scale=[1, 2, 3]"))
+    with pytest.raises(ConfigError, match=r"env.subgoal_scale needs one weight per subgoal "
+                       r"coordinate \(2 for PointMass-v0\), got 3"):
+        make_env(config.env)
+
+
+def test_a_lower_attempt_ends_where_the_weighted_rule_first_holds():
+    """Level 0 stops at the first step its subgoal is reached by the weighted rule: not earlier
+    where the plain distance alone would say so, and not later."""
+    threshold, scale = 1.0, np.float32([1.0, 2.0])
+    weighted, plain = distance_reached(threshold, scale), distance_reached(threshold)
+    episode, _ = play(("agent.horizons=[5,10]", f"env.subgoal_threshold={threshold}",
+                       "env.subgoal_scale=[1, 2]"), seed=2)
+    bottom = episode.segments[0]
+    plain_only = early = 0
+    for k, seg in enumerate(bottom):
+        goals = np.tile(seg.goal, (len(seg.achieved), 1))
+        hit, near = weighted(seg.achieved, goals), plain(seg.achieved, goals)
+        assert not hit[1:-1].any()  # it would have stopped there
+        if len(seg.actions) < 5 and k < len(bottom) - 1:
+            assert hit[-1]
+            early += 1
+        plain_only += int((near[1:-1] & ~hit[1:-1]).sum())
+    # the episode has both: steps where the plain rule alone would have stopped an attempt,
+    # and attempts the weighted rule stopped early
+    assert plain_only > 0 and early > 0

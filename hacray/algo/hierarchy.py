@@ -38,6 +38,9 @@ class LevelSpace:
     context_dim: int = 0
     """Trailing goal coordinates that are the env goal, not a subgoal (agent.lower_sees_goal):
     constant through an episode, so they never make a goal reached or missed."""
+    scale: np.ndarray | None = None
+    """Each goal coordinate's weight in this level's distance test (env.subgoal_scale, below
+    the top); None weighs them all 1."""
 
     def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
         """This level's goal-space view of an observation (without any context)."""
@@ -114,6 +117,8 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
         else:
             act_low, act_high = spec.subgoal_low, spec.subgoal_high
         context = spec.goal_dim if i == 0 and not top and agent.lower_sees_goal else 0
+        scale = None if top or spec.subgoal_scale is None else np.concatenate(
+            [spec.subgoal_scale, np.ones(context, np.float32)])
         spaces.append(LevelSpace(
             index=i, horizon=horizon,
             goal_dim=spec.goal_dim if top else sub_dim + context,
@@ -124,5 +129,6 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
             goal_indices=None if top else np.asarray(spec.subgoal_indices),
             relative=relative,
             subgoal_low=spec.subgoal_low if relative else None,
-            subgoal_high=spec.subgoal_high if relative else None, context_dim=context))
+            subgoal_high=spec.subgoal_high if relative else None, context_dim=context,
+            scale=scale))
     return spaces

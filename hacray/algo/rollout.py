@@ -210,7 +210,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     """
     space = policy.spaces[level]
     rec.goals[level] = goal
-    reached = distance_reached(space.threshold)
+    reached = distance_reached(space.threshold, space.scale)
     env_goal = rec.goals[-1]
     obs_rows = [rec.obs]
     ach_rows = [space.with_context(space.achieved(rec.obs, rec.env_achieved), env_goal)]

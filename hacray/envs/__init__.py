@@ -31,6 +31,8 @@ class EnvSpec:
     subgoal_low: np.ndarray
     subgoal_high: np.ndarray
     subgoal_threshold: float
+    subgoal_scale: np.ndarray | None = None
+    """Each subgoal coordinate's weight in the subgoal distance (env.subgoal_scale)."""
     air_goal_z: float | None = None
     """Goals higher than this (z, the goal's third coordinate) lie in the air: set for tasks
     that draw some goals above the table (FetchPickAndPlace), where lifting is the hard part."""
@@ -90,7 +92,17 @@ def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, act
         subgoal_low=np.asarray(low, np.float32), subgoal_high=np.asarray(high, np.float32),
         subgoal_threshold=(config.subgoal_threshold if config.subgoal_threshold is not None
                            else threshold),
-        air_goal_z=air_goal_z)
+        subgoal_scale=subgoal_scale(config, len(indices), id), air_goal_z=air_goal_z)
+
+
+def subgoal_scale(config: EnvConfig, sub_dim: int, name: str) -> np.ndarray | None:
+    """env.subgoal_scale as an array, checked against the subgoal space's size."""
+    if config.subgoal_scale is None:
+        return None
+    if len(config.subgoal_scale) != sub_dim:
+        raise ConfigError(f"config: env.subgoal_scale needs one weight per subgoal coordinate "
+                          f"({sub_dim} for {name}), got {len(config.subgoal_scale)}")
+    return np.asarray(config.subgoal_scale, np.float32)
 
 
 def subgoal_space(config: EnvConfig, default: Subgoal, obs_dim: int,
