@@ -9,7 +9,9 @@ away); ``wrong_way`` (its net move points more than 45 degrees away from the goa
 ``overshot`` (the right way, but it stopped before the goal / went past it). Also: the median step at which the object
 first moved, the median final object-to-goal distance of the failures, and, of the
 ``left_goal`` episodes, the median number of steps the object spent at the goal (1-2: it slid
-through; many: it was there and was pushed away).
+through; many: it was there and was pushed away). ``lifted``: the fraction of episodes whose
+object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
+with goals in the air, success split by goal kind (``success_air``, ``success_table``).
 
 Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the run's seed +
 ``--seed-offset``) and prints one JSON line. ``--hold`` plays them with ``agent.hold_at_goal``
@@ -30,6 +32,7 @@ import numpy as np
 
 from hacray import seeding
 from hacray.algo.rollout import run_episode
+from hacray.envs import goal_kind
 from hacray.evaluate import load_policy
 
 OBJECT_TASKS = ("FetchPush", "FetchPickAndPlace", "FetchSlide")
@@ -62,6 +65,11 @@ def outcome(path: np.ndarray, goal: np.ndarray, success: bool, touch: float,
     return "short" if np.linalg.norm(went) < np.linalg.norm(wanted) else "overshot"
 
 
+def lifted(path: np.ndarray, lift: float) -> bool:
+    """Whether the object rose more than ``lift`` metres above where it started."""
+    return bool(path[:, 2].max() - path[0, 2] > lift)
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
@@ -69,6 +77,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--touch", type=float, default=0.01, help="metres that count as moved")
     parser.add_argument("--threshold", type=float, default=0.05, help="the task's success "
                         "distance (Fetch: 0.05 m)")
+    parser.add_argument("--lift", type=float, default=0.02, help="metres above its start "
+                        "that count as lifted")
     parser.add_argument("--hold", action="store_true", help="play with agent.hold_at_goal on")
     parser.add_argument("--seed-offset", type=int, default=1000)
     args = parser.parse_args(argv)
@@ -79,7 +89,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         sys.exit(f"object_failures: {config.env.id} is not a Fetch object task "
                  f"({', '.join(OBJECT_TASKS)})")
     agent = dataclasses.replace(config.agent, hold_at_goal=True) if args.hold else config.agent
-    outcomes, first_moves, misses, dwells = [], [], [], []
+    outcomes, first_moves, misses, dwells, lifts = [], [], [], [], []
+    by_kind: dict[str, list[bool]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = loaded.env.reset(seed)
@@ -89,6 +100,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
                            args.threshold)
             outcomes.append(kind)
+            lifts.append(lifted(path, args.lift))
+            if goal_kind(loaded.env.spec, goal):
+                by_kind.setdefault(goal_kind(loaded.env.spec, goal), []).append(
+                    kind == "success")
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
             if moved.size:
                 first_moves.append(int(moved[0]))
@@ -102,6 +117,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
                     "episodes": args.episodes, "hold_at_goal": agent.hold_at_goal,
                     **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
+                    "lifted": round(float(np.mean(lifts)), 3),
+                    **{f"success_{k}": round(float(np.mean(v)), 3)
+                       for k, v in sorted(by_kind.items())},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves
                     else None,
                     "miss_distance_median": round(float(np.median(misses)), 3) if misses

@@ -169,6 +169,17 @@ def test_object_failures_sorts_an_episode_by_what_the_object_did(path, success, 
                          0.01) == expected
 
 
+@pytest.mark.parametrize("z,expected", [
+    ([0.42, 0.42, 0.42], False),
+    ([0.42, 0.435, 0.42], False),   # 1.5 cm: a nudge
+    ([0.42, 0.46, 0.50], True),
+    ([0.42, 0.30, 0.30], False),    # fell off the table
+])
+def test_object_failures_counts_an_object_lifted_above_its_start(z, expected):
+    path = np.array([[0.0, 0.0, h] for h in z], np.float32)
+    assert _script("object_failures").lifted(path, 0.02) is expected
+
+
 def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
     from hacray.cli import main as hacray
     run_dir = tmp_path / "run"
