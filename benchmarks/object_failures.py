@@ -101,9 +101,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                            args.threshold)
             outcomes.append(kind)
             lifts.append(lifted(path, args.lift))
-            if goal_kind(loaded.env.spec, goal):
-                by_kind.setdefault(goal_kind(loaded.env.spec, goal), []).append(
-                    kind == "success")
+            where = goal_kind(loaded.env.spec, goal)
+            if where:
+                by_kind.setdefault(where, []).append(kind == "success")
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
             if moved.size:
                 first_moves.append(int(moved[0]))

@@ -56,8 +56,8 @@ class Blueprint:
         penalties = [None] * top + [top_test_penalty(agent.horizons, config.learner.gamma)
                                     if agent.top_time_aware else None]
         return HierarchicalReplay(
-            levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim, distance_reached(s.threshold, s.scale),
-                              scheme, ends, aware, penalty)
+            levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim,
+                              distance_reached(s.threshold, s.scale), scheme, ends, aware, penalty)
                     for s, scheme, ends, aware, penalty in zip(
                         self.spaces, schemes, terminate, time_aware, penalties)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
