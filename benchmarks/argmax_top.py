@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +29,7 @@ from hacray import checkpoint, seeding
 from hacray.algo.rollout import Policy, run_episode
 from hacray.algo.networks import Critic
 from hacray.blueprint import Blueprint
+from hacray.errors import CheckpointError
 from hacray.evaluate import load_policy
 
 
@@ -108,4 +110,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+        print(f"benchmarks/argmax_top.py: {err}", file=sys.stderr)
+        sys.exit(2)

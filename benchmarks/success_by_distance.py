@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from hacray import seeding
 from hacray.algo.rollout import run_episode
+from hacray.errors import CheckpointError
 from hacray.evaluate import load_policy
 
 
@@ -106,4 +108,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+        print(f"benchmarks/success_by_distance.py: {err}", file=sys.stderr)
+        sys.exit(2)

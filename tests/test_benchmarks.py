@@ -428,3 +428,15 @@ def test_windows_prints_rows_and_medians_and_refuses_a_non_run(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         bench.main([str(tmp_path)])
     assert exit_.value.code == 2 and "is not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["argmax_top", "subgoals", "success_by_distance",
+                                    "object_failures"])
+def test_a_script_that_reads_a_checkpoint_names_a_missing_one_in_one_line(script, tmp_path):
+    missing = tmp_path / "ckpt_000000300000.pt"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"),
+                           str(missing)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"benchmarks/{script}.py: no checkpoint found at "
+                                        f"{missing}"]
+    assert list(tmp_path.iterdir()) == []
