@@ -52,6 +52,13 @@ CASES = {
     "reaching the goal keeps bootstrapping when not terminating": (
         segment([0, 1, 2, 3], goal=3), {"terminate": False},
         [(0, 3, 20, -1, GAMMA, 1), (1, 3, 21, -1, GAMMA, 2), (2, 3, 22, 0, GAMMA, 3)]),
+    # the slide-through (2-level Push): the object enters the goal, then slides out of it
+    "terminating, an action that puts the object on the goal is worth 0 even if it slides on": (
+        segment([0, 3, 5], goal=3), {},
+        [(0, 3, 20, 0, 0, 3), (3, 3, 21, -1, GAMMA, 5)]),
+    "not terminating, that action bootstraps into the step that loses the goal": (
+        segment([0, 3, 5], goal=3), {"terminate": False},
+        [(0, 3, 20, 0, GAMMA, 3), (3, 3, 21, -1, GAMMA, 5)]),
     "goal reached on the first step (episode of length 1)": (
         segment([0, 2], goal=2), {},
         [(0, 2, 20, 0, 0, 2)]),
