@@ -29,7 +29,7 @@ from hacray import checkpoint, seeding
 from hacray.algo.rollout import Policy, run_episode
 from hacray.algo.networks import Critic
 from hacray.blueprint import Blueprint
-from hacray.errors import CheckpointError
+from hacray.errors import CheckpointError, ConfigError
 from hacray.evaluate import load_policy
 
 
@@ -112,6 +112,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
         print(f"benchmarks/argmax_top.py: {err}", file=sys.stderr)
         sys.exit(2)

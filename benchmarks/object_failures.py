@@ -12,6 +12,10 @@ first moved, the median final object-to-goal distance of the failures, and, of t
 through; many: it was there and was pushed away). ``lifted``: the fraction of episodes whose
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
 with goals in the air, success split by goal kind (``success_air``, ``success_table``).
+``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
+the step it first came within ``--threshold`` of the goal, median over the episodes where it
+stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
+misses), to tell a slide-through (arrived fast) from a later push away.
 
 Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the run's seed +
 ``--seed-offset``) and prints one JSON line. ``--hold`` plays them with ``agent.hold_at_goal``
@@ -33,7 +37,7 @@ import numpy as np
 from hacray import seeding
 from hacray.algo.rollout import run_episode
 from hacray.envs import goal_kind
-from hacray.errors import CheckpointError
+from hacray.errors import CheckpointError, ConfigError
 from hacray.evaluate import load_policy
 
 OBJECT_TASKS = ("FetchPush", "FetchPickAndPlace", "FetchSlide")
@@ -66,6 +70,16 @@ def outcome(path: np.ndarray, goal: np.ndarray, success: bool, touch: float,
     return "short" if np.linalg.norm(went) < np.linalg.norm(wanted) else "overshot"
 
 
+def arrival_speed(path: np.ndarray, goal: np.ndarray, threshold: float = 0.05) -> Optional[float]:
+    """The object's speed (metres per env step) over the step on which it first came within
+    ``threshold`` of the goal; None if it never did, or was there from the start."""
+    inside = np.flatnonzero(np.linalg.norm(path - goal, axis=1) <= threshold)
+    if not inside.size or inside[0] == 0:
+        return None
+    step = int(inside[0])
+    return float(np.linalg.norm(path[step] - path[step - 1]))
+
+
 def lifted(path: np.ndarray, lift: float) -> bool:
     """Whether the object rose more than ``lift`` metres above where it started."""
     return bool(path[:, 2].max() - path[0, 2] > lift)
@@ -91,6 +105,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                  f"({', '.join(OBJECT_TASKS)})")
     agent = dataclasses.replace(config.agent, hold_at_goal=True) if args.hold else config.agent
     outcomes, first_moves, misses, dwells, lifts = [], [], [], [], []
+    arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
     by_kind: dict[str, list[bool]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
@@ -112,6 +127,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 misses.append(float(np.linalg.norm(path[-1] - goal)))
             if kind == "left_goal":
                 dwells.append(int((np.linalg.norm(path - goal, axis=1) <= args.threshold).sum()))
+            speed = arrival_speed(path, goal, args.threshold)
+            if speed is not None and kind in ("success", "left_goal"):
+                arrivals["stayed" if kind == "success" else "left"].append(speed)
     finally:
         loaded.env.close()
     kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
@@ -126,7 +144,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     "miss_distance_median": round(float(np.median(misses)), 3) if misses
                     else None,
                     "left_goal_steps_at_goal_median": float(np.median(dwells)) if dwells
-                    else None}
+                    else None,
+                    **{f"arrival_speed_{k}": round(float(np.median(v)), 4) if v else None
+                       for k, v in arrivals.items()}}
     print(json.dumps(report))
     return report
 
@@ -134,6 +154,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
         print(f"benchmarks/object_failures.py: {err}", file=sys.stderr)
         sys.exit(2)

@@ -36,7 +36,7 @@ import numpy as np
 from hacray import seeding
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.rollout import run_episode
-from hacray.errors import CheckpointError
+from hacray.errors import CheckpointError, ConfigError
 from hacray.evaluate import load_policy
 from hacray.goals import distance_reached
 from hacray.types import Segment
@@ -200,6 +200,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 if __name__ == "__main__":
     try:
         main()
-    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
         print(f"benchmarks/subgoals.py: {err}", file=sys.stderr)
         sys.exit(2)

@@ -25,7 +25,7 @@ import numpy as np
 
 from hacray import seeding
 from hacray.algo.rollout import run_episode
-from hacray.errors import CheckpointError
+from hacray.errors import CheckpointError, ConfigError
 from hacray.evaluate import load_policy
 
 
@@ -110,6 +110,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except CheckpointError as err:  # a wrong path: one line and status 2, as hacray's
+    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
         print(f"benchmarks/success_by_distance.py: {err}", file=sys.stderr)
         sys.exit(2)

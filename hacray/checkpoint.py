@@ -39,17 +39,23 @@ the same layout, and read as version 1."""
 class RunState:
     """One checkpoint. ``rng``: the run's RNG streams' states (``replay``; ``env`` in a local
     run, whose env stream a distributed run splits per worker); ``recent``: the statistics of
-    the last training episodes (``EpisodeStats`` as tuples), behind ``train/*``."""
+    the last training episodes (``EpisodeStats`` as tuples), behind ``train/*``; ``config``: the
+    run's resolved config as a plain dict, so that a checkpoint copied out of its run directory
+    can still be evaluated (None in checkpoints written before it was kept)."""
 
     learner: dict[str, Any]
     counters: Counters
     rng: dict[str, Any]
     recent: list[tuple] = field(default_factory=list)
+    config: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": LAYOUT_VERSION, "learner": self.learner,
-                "counters": dataclasses.asdict(self.counters), "rng": self.rng,
-                "recent": self.recent}
+        state = {"version": LAYOUT_VERSION, "learner": self.learner,
+                 "counters": dataclasses.asdict(self.counters), "rng": self.rng,
+                 "recent": self.recent}
+        if self.config is not None:
+            state["config"] = self.config
+        return state
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], path: Path) -> RunState:
@@ -65,8 +71,9 @@ class RunState:
             counters = Counters(**state["counters"])
         except (KeyError, TypeError):
             raise CheckpointError(f"{path} has no usable counters") from None
+        config = state.get("config")
         return cls(state["learner"], counters, dict(state.get("rng", {})),
-                   list(state.get("recent", [])))
+                   list(state.get("recent", [])), dict(config) if config is not None else None)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

@@ -261,6 +261,11 @@ def load_config(path: Optional[str | Path] = None, overrides: tuple[str, ...] = 
         if not isinstance(raw[section], dict):
             raise ConfigError(f"config: '{section}' must be a mapping")
         raw[section][name] = parsed
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """A config from the plain dict :func:`to_dict` made (e.g. the one a checkpoint keeps)."""
     config = build(Config, raw, "")
     validate(config)
     return _resolve(config)

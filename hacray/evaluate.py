@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 from hacray import checkpoint
 from hacray.algo.rollout import Policy
 from hacray.blueprint import Blueprint
-from hacray.config import Config, load_config
+from hacray.config import Config, config_from_dict, load_config
 from hacray.envs import GoalEnv, make_env
+from hacray.errors import CheckpointError
 from hacray.evaluation import evaluate, summarize
 
 
@@ -28,7 +29,7 @@ def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
     The env is open: the caller closes it; ``render``: made to render frames (videos)."""
     path = checkpoint.resolve(target)
     state = checkpoint.read(path)  # before any env: a file that holds no policy is one line
-    config = load_config(path.parent.parent / "config.yaml")
+    config = _config_of(path, state)
     env = make_env(config.env, render)
     blueprint = Blueprint.of(config, env.spec)
     learner = blueprint.learner()
@@ -36,6 +37,19 @@ def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
     policy = blueprint.policy()
     policy.set_weights(learner.weights())
     return LoadedPolicy(path, config, env, policy, state.counters.env_steps)
+
+
+def _config_of(path: Path, state: checkpoint.RunState) -> Config:
+    """The config a checkpoint was trained with: the one it keeps, else its run's config.yaml
+    (checkpoints written before they kept one: these must stay in their run directory)."""
+    if state.config is not None:
+        return config_from_dict(state.config)
+    run_config = path.parent.parent / "config.yaml"
+    if not run_config.is_file():
+        raise CheckpointError(f"{path} keeps no config (written by an older hacray) and "
+                              f"{run_config} does not exist: evaluate it inside its run "
+                              "directory (RUN/checkpoints/)")
+    return load_config(run_config)
 
 
 def evaluate_checkpoint(target: Path, episodes: int) -> dict[str, Any]:

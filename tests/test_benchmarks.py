@@ -180,6 +180,18 @@ def test_object_failures_counts_an_object_lifted_above_its_start(z, expected):
     assert _script("object_failures").lifted(path, 0.02) is expected
 
 
+@pytest.mark.parametrize("path,expected", [
+    (STILL, None),                                                         # never at the goal
+    ([[0.3, 0, 0.42], [0.3, 0, 0.42]], None),                              # there from the start
+    ([[0, 0, 0.42], [0.2, 0, 0.42], [0.28, 0, 0.42], [0.4, 0, 0.42]], 0.08),  # 8 cm in one step
+    ([[0, 0, 0.42], [0.2, 0, 0.42], [0.24, 0, 0.42], [0.26, 0, 0.42]], 0.02),  # crept in
+])
+def test_object_failures_measures_the_speed_at_which_the_object_reached_the_goal(path, expected):
+    speed = _script("object_failures").arrival_speed(np.array(path, np.float32),
+                                                     np.array(GOAL, np.float32), 0.05)
+    assert speed == (None if expected is None else pytest.approx(expected, abs=1e-6))
+
+
 def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
     from hacray.cli import main as hacray
     run_dir = tmp_path / "run"

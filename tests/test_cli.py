@@ -75,3 +75,23 @@ def test_train_writes_config_metrics_checkpoints_and_tensorboard(tmp_path, capsy
     (snapshot,) = (run_dir / "checkpoints").glob("replay_*.pt")
     code, _, err = run(capsys, "evaluate", str(snapshot))
     assert code == 2 and "holds no policy" in err and err.count("\n") == 1
+
+
+def test_a_checkpoint_copied_out_of_its_run_still_evaluates(tmp_path, capsys, point_mass_yaml):
+    import shutil
+
+    import torch
+    run_dir = tmp_path / "run"
+    assert run(capsys, "train", str(point_mass_yaml), "--run-dir", str(run_dir), *FAST)[0] == 0
+    elsewhere = tmp_path / "shared" / "policy.pt"
+    elsewhere.parent.mkdir()
+    shutil.copyfile(run_dir / "checkpoints" / "best.pt", elsewhere)
+    code, out, _ = run(capsys, "evaluate", str(elsewhere), "--episodes", "2", "--json")
+    assert code == 0 and json.loads(out)["episodes"] == 2
+    # written before checkpoints kept their config: one line naming what to do
+    raw = torch.load(elsewhere, weights_only=True)
+    raw.pop("config")
+    torch.save(raw, elsewhere)
+    code, _, err = run(capsys, "evaluate", str(elsewhere))
+    assert code == 2 and err.count("\n") == 1
+    assert "keeps no config" in err and "inside its run directory" in err

@@ -64,6 +64,15 @@ def test_the_checkpoint_record_has_a_layout_version_and_older_files_still_read(t
     assert checkpoint.read(tmp_path / "old.pt").counters.env_steps == 100
 
 
+def test_a_checkpoint_keeps_the_config_it_was_trained_with(tmp_path):
+    from hacray.config import config_from_dict, load_config, to_dict
+    config = load_config(None, ("learner.hidden=[8,8]", "replay.samples_per_env_step=64"))
+    kept = checkpoint.RunState(**{**vars(state(100)), "config": to_dict(config)})
+    back = checkpoint.read(checkpoint.save(tmp_path, kept, keep=3))
+    assert config_from_dict(back.config) == config
+    assert checkpoint.read(checkpoint.save(tmp_path, state(200), keep=3)).config is None
+
+
 @pytest.mark.parametrize("change,message", [
     ({"version": 99}, "has checkpoint layout 99; this hacray reads layout 1"),
     ({"learner": None}, "holds no policy"),

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from hacray import checkpoint
 from hacray.checkpoint import RunState
-from hacray.config import Config
+from hacray.config import Config, to_dict
 from hacray.evaluation import summarize
 from hacray.logging import RunLogger
 from hacray.runners.common import hyperparameter_table
@@ -78,7 +78,8 @@ class RunBook:
         is_best = success > self.counters.best_success
         self.counters = Counters(record["env_steps"], record["episodes"],
                                  max(self.counters.best_success, success), record["wall_time_s"])
-        state = RunState(learner, self.counters, rng, [tuple(stats) for stats in recent])
+        state = RunState(learner, self.counters, rng, [tuple(stats) for stats in recent],
+                         to_dict(self.config))
         checkpoint.save(self.run_dir, state, self.config.train.checkpoint_keep, is_best=is_best,
                         replay=replay)
 
