@@ -17,6 +17,9 @@ the step it first came within ``--threshold`` of the goal, median over the episo
 stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
 misses), to tell a slide-through (arrived fast) from a later push away.
 
+``--level0-speed S`` (a counterfactual, 1 by default) multiplies every action of the lowest level
+by S at play time: would this policy keep more objects on the goal if it moved slower?
+
 Plays ``--episodes`` deterministic episodes on evaluation seeds of its own (the run's seed +
 ``--seed-offset``) and prints one JSON line. ``--hold`` plays them with ``agent.hold_at_goal``
 on (the top level stops acting while the goal is reached), whatever the run trained with.
@@ -80,6 +83,21 @@ def arrival_speed(path: np.ndarray, goal: np.ndarray, threshold: float = 0.05) -
     return float(np.linalg.norm(path[step] - path[step - 1]))
 
 
+class Slowed:
+    """A policy whose lowest level's actions are multiplied by ``speed`` (the higher levels and
+    everything else as the wrapped policy's)."""
+
+    def __init__(self, policy, speed: float):
+        self.policy, self.speed = policy, speed
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)
+
+    def act(self, level: int, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        action = self.policy.act(level, obs, goal)
+        return (action * np.float32(self.speed)).astype(np.float32) if level == 0 else action
+
+
 def lifted(path: np.ndarray, lift: float) -> bool:
     """Whether the object rose more than ``lift`` metres above where it started."""
     return bool(path[:, 2].max() - path[0, 2] > lift)
@@ -96,7 +114,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
                         "that count as lifted")
     parser.add_argument("--hold", action="store_true", help="play with agent.hold_at_goal on")
     parser.add_argument("--seed-offset", type=int, default=1000)
+    parser.add_argument("--level0-speed", type=float, default=1.0, help="multiply the lowest "
+                        "level's actions by this at play time (a counterfactual; 1: as trained)")
     args = parser.parse_args(argv)
+    if not 0 < args.level0_speed <= 1:
+        parser.error(f"--level0-speed must be in (0, 1], not {args.level0_speed}")
     loaded = load_policy(args.target)
     config = loaded.config
     if not config.env.id.startswith(OBJECT_TASKS):
@@ -104,13 +126,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         sys.exit(f"object_failures: {config.env.id} is not a Fetch object task "
                  f"({', '.join(OBJECT_TASKS)})")
     agent = dataclasses.replace(config.agent, hold_at_goal=True) if args.hold else config.agent
+    policy = Slowed(loaded.policy, args.level0_speed) if args.level0_speed != 1 else loaded.policy
     outcomes, first_moves, misses, dwells, lifts = [], [], [], [], []
     arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
     by_kind: dict[str, list[bool]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = loaded.env.reset(seed)
-            episode = run_episode(loaded.env, loaded.policy, agent, seed,
+            episode = run_episode(loaded.env, policy, agent, seed,
                                   np.random.default_rng(0), explore=False)
             path = object_path(episode.segments[0])
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
@@ -135,6 +158,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
                     "episodes": args.episodes, "hold_at_goal": agent.hold_at_goal,
+                    "level0_speed": args.level0_speed,
                     **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
                     "lifted": round(float(np.mean(lifts)), 3),
                     **{f"success_{k}": round(float(np.mean(v)), 3)

@@ -192,6 +192,19 @@ def test_object_failures_measures_the_speed_at_which_the_object_reached_the_goal
     assert speed == (None if expected is None else pytest.approx(expected, abs=1e-6))
 
 
+def test_object_failures_can_slow_the_lowest_level_only():
+    class TwoLevels:
+        spaces = ("level 0", "level 1")
+
+        def act(self, level, obs, goal):
+            return np.full(3, level + 1.0, np.float32)
+
+    slowed = _script("object_failures").Slowed(TwoLevels(), 0.5)
+    assert slowed.act(0, None, None).tolist() == [0.5] * 3
+    assert slowed.act(1, None, None).tolist() == [2.0] * 3   # subgoals untouched
+    assert slowed.spaces == ("level 0", "level 1")
+
+
 def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
     from hacray.cli import main as hacray
     run_dir = tmp_path / "run"
