@@ -106,6 +106,11 @@ class AgentConfig:
     its deterministic policy does not hold (PointMaze: BENCHMARKS.md). 0: deterministic."""
     drop_degenerate: bool = True
     """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
+    level0_speed: float = 1.0
+    """Level 0's action box is the env's [-1, 1] times this, in training and evaluation alike:
+    a motor level that moves at most this fraction of the env's full speed (Fetch: 0.05 m per
+    step). 2-level Push objects that slide through the goal arrive faster than flat's
+    (BENCHMARKS.md, nineteenth session); 1 is the env's own box."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def validate(config: Any) -> None:
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
         (0.0 <= agent.test_top_noise <= 1.0, "agent.test_top_noise must be in [0, 1]"),
+        (0.0 < agent.level0_speed <= 1.0, "agent.level0_speed must be in (0, 1]"),
         (not agent.top_time_aware or (agent.levels >= 2 and agent.top_until_episode_end),
          "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end (a "
          "capped level's attempts are HAC's per-attempt steps)"),

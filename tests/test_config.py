@@ -63,6 +63,8 @@ BAD = [
      "replay.her_at_sample needs agent.relabel_k >= 1"),
     ("learner:\n  updates_per_call: 0\n", "learner.updates_per_call must be >= 1"),
     ("agent:\n  test_top_noise: 1.5\n", "agent.test_top_noise must be in [0, 1]"),
+    ("agent:\n  level0_speed: 0\n", "agent.level0_speed must be in (0, 1]"),
+    ("agent:\n  level0_speed: 1.5\n", "agent.level0_speed must be in (0, 1]"),
     ("learner:\n  level_update_every: [1]\n",  # the default agent has 2 levels
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),

@@ -412,3 +412,28 @@ def test_a_lower_attempt_ends_where_the_weighted_rule_first_holds():
     # the episode has both: steps where the plain rule alone would have stopped an attempt,
     # and attempts the weighted rule stopped early
     assert plain_only > 0 and early > 0
+
+
+@pytest.mark.parametrize("levels,speed", [(1, 0.5), (2, 0.5), (2, 1.0)])
+def test_level0_speed_shrinks_the_motor_box_only(levels, speed):
+    """The lowest level's actions, its deterministic ones and its exploration alike, stay inside
+    [-speed, speed]; the subgoal box above it is the env's."""
+    from hacray.algo.rollout import _explore
+    from hacray.config import AgentConfig
+    config = load_config(None, ("env.id=PointMass-v0", f"agent.levels={levels}",
+                                f"agent.horizons={[5, 10][:levels] if levels > 1 else [50]}",
+                                f"agent.level0_speed={speed}"))
+    env = make_env(config.env)
+    blueprint = Blueprint.of(config, env.spec)
+    motor = blueprint.spaces[0]
+    np.testing.assert_array_equal(motor.act_high, np.full(env.spec.action_dim, speed, np.float32))
+    np.testing.assert_array_equal(motor.act_low, -motor.act_high)
+    np.testing.assert_array_equal(motor.unscale_action(np.ones((1, env.spec.action_dim)))[0],
+                                  motor.act_high)   # a saturated actor moves at `speed`
+    rng = np.random.default_rng(0)
+    for eps in (1.0, 0.0):   # random actions, then noise around the box's corner
+        actions = [_explore(motor.act_high, motor, AgentConfig(random_eps=eps, noise_std=3.0),
+                            rng) for _ in range(100)]
+        assert np.abs(actions).max() <= speed
+    if levels > 1:
+        np.testing.assert_array_equal(blueprint.spaces[1].act_high, env.spec.subgoal_high)

@@ -111,7 +111,8 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
         q_low = -1.0 / (1.0 - config.learner.gamma) if uncapped else -float(horizon)
         relative = i > 0 and offset is not None
         if i == 0:
-            act_low, act_high = -np.ones(spec.action_dim), np.ones(spec.action_dim)
+            act_high = np.full(spec.action_dim, agent.level0_speed)
+            act_low = -act_high
         elif relative:
             act_low, act_high = -np.asarray(offset), np.asarray(offset)
         else:
