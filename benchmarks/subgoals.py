@@ -48,7 +48,8 @@ def subgoal_box(proposer: LevelSpace) -> tuple[np.ndarray, np.ndarray]:
     """The box the subgoals of level ``proposer`` lie in (absolute, or clipped offsets)."""
     if proposer.relative:
         return proposer.subgoal_low, proposer.subgoal_high
-    return proposer.act_low, proposer.act_high
+    dim = proposer.subgoal_dim  # not the env action values it may set beside (direct_dim)
+    return proposer.act_low[:dim], proposer.act_high[:dim]
 
 
 def proposals(segments: tuple[Segment, ...], dim: int, horizon: int,

@@ -106,6 +106,11 @@ class AgentConfig:
     its deterministic policy does not hold (PointMaze: BENCHMARKS.md). 0: deterministic."""
     drop_degenerate: bool = True
     """Drop the top level's original-goal transitions of episodes whose goal is met at reset."""
+    top_action_indices: Optional[list[int]] = None
+    """Env action coordinates the top level sets itself, one value held for each of its
+    subgoals, beside the subgoal (e.g. [3], Fetch's fingers: the top level decides when to
+    grasp, which a gripper-position subgoal cannot ask for); level 0 sets the other coordinates.
+    Its hindsight actions keep the values it set. None: level 0 sets the whole env action."""
     level0_speed: float = 1.0
     """Level 0's action box is the env's [-1, 1] times this, in training and evaluation alike:
     a motor level that moves at most this fraction of the env's full speed (Fetch: 0.05 m per

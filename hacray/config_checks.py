@@ -43,6 +43,11 @@ def validate(config: Any) -> None:
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),
         (0.0 <= agent.test_top_noise <= 1.0, "agent.test_top_noise must be in [0, 1]"),
         (0.0 < agent.level0_speed <= 1.0, "agent.level0_speed must be in (0, 1]"),
+        (not agent.top_action_indices or agent.levels >= 2,
+         "agent.top_action_indices needs agent.levels >= 2 (a flat agent sets every action)"),
+        (not agent.top_action_indices or (min(agent.top_action_indices) >= 0 and len(
+            set(agent.top_action_indices)) == len(agent.top_action_indices)),
+         "agent.top_action_indices must be distinct indices >= 0"),
         (not agent.top_time_aware or (agent.levels >= 2 and agent.top_until_episode_end),
          "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end (a "
          "capped level's attempts are HAC's per-attempt steps)"),

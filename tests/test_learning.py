@@ -36,6 +36,14 @@ def test_a_lower_level_that_sees_the_goal_learns_it_too(tmp_path, point_mass_yam
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+def test_a_top_level_that_sets_an_env_action_value_itself_learns_it_too(tmp_path,
+                                                                       point_mass_yaml):
+    """agent.top_action_indices=[1]: the top level holds the y action for each subgoal, level 0
+    moves in x alone (0.95 and 1.0 at the end on seeds 0 and 1)."""
+    records = train(tmp_path, point_mass_yaml, "agent.top_action_indices=[1]")
+    assert records[-1]["eval/success_rate"] >= 0.9
+
+
 def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
     assert records[-1]["eval/success_rate"] >= 0.9

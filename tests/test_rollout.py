@@ -437,3 +437,104 @@ def test_level0_speed_shrinks_the_motor_box_only(levels, speed):
         assert np.abs(actions).max() <= speed
     if levels > 1:
         np.testing.assert_array_equal(blueprint.spaces[1].act_high, env.spec.subgoal_high)
+
+
+@pytest.mark.parametrize("indices,own,direct,env_action", [
+    ([1], [0.3], [-0.7], [0.3, -0.7]),     # the top level sets y, level 0 x
+    ([0], [0.3], [-0.7], [-0.7, 0.3]),     # ... or x, level 0 y
+])
+def test_top_action_indices_split_the_env_action(indices, own, direct, env_action):
+    """agent.top_action_indices: the top level's action is its subgoal, then the env action
+    values it sets; level 0 sets the rest of the env action, in order."""
+    config = load_config(None, ("env.id=PointMass-v0", f"agent.top_action_indices={indices}"))
+    motor, top = Blueprint.of(config, make_env(config.env).spec).spaces
+    assert (motor.act_dim, top.act_dim, top.subgoal_dim, top.direct_dim) == (1, 3, 2, 1)
+    np.testing.assert_array_equal(top.act_low, [-1, -1, -1])  # PointMass's subgoal box, then
+    np.testing.assert_array_equal(top.act_high, [1, 1, 1])    # the env's action box
+    f32 = lambda x: np.asarray(x, np.float32)
+    np.testing.assert_array_equal(motor.env_action(f32(own), f32(direct)), f32(env_action))
+    sub, setting = top.split(f32([0.1, 0.2, -0.7]))
+    np.testing.assert_array_equal(sub, f32([0.1, 0.2]))
+    np.testing.assert_array_equal(setting, f32([-0.7]))
+    np.testing.assert_array_equal(top.subgoal(f32([0.1, 0.2, -0.7]), f32([0, 0])), sub)
+
+
+class RecordsActions:
+    """The env, with every action it was given kept in ``actions``."""
+
+    def __init__(self, env):
+        self.env, self.spec, self.actions = env, env.spec, []
+
+    def reset(self, seed):
+        return self.env.reset(seed)
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("relative", [(), ("agent.subgoal_offset=[0.4, 0.4]",)])
+def test_the_top_level_sets_its_env_action_values_for_each_whole_subgoal(relative):
+    """Every env step under a subgoal takes the top level's value at index 1 and level 0's at
+    index 0; level 0 pursues the subgoal part alone; the top level's hindsight action is where
+    level 0 ended, then the value it set (executed as given)."""
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", "learner.hidden=[16]", "agent.levels=2",
+                                "agent.horizons=[5,6]", "agent.top_action_indices=[1]",
+                                "agent.random_eps=0.3", *relative))
+    env = RecordsActions(make_env(config.env))
+    blueprint = Blueprint.of(config, env.spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    episode = run_episode(env, policy, config.agent, 0, np.random.default_rng(0), True)
+    top, bottom = episode.segments[1][0], episode.segments[0]
+    assert top.actions.shape[1] == top.hindsight_actions.shape[1] == 3
+    steps = np.array(env.actions)
+    assert len(steps) == episode.stats.env_steps and len(bottom) == len(top.actions) > 1
+    first = 0
+    for t, seg in enumerate(bottom):
+        assert seg.actions.shape[1] == 1
+        taken = steps[first:first + len(seg.actions)]
+        first += len(seg.actions)
+        np.testing.assert_array_equal(taken[:, 0], seg.actions[:, 0])
+        np.testing.assert_array_equal(taken[:, 1], np.full(len(taken), top.actions[t, 2]))
+        if not relative:
+            np.testing.assert_array_equal(seg.goal, top.actions[t, :2])
+            np.testing.assert_array_equal(top.hindsight_actions[t, :2], seg.achieved[-1])
+        np.testing.assert_array_equal(top.hindsight_actions[t, 2], top.actions[t, 2])
+    assert first == len(steps)
+    assert len(set(top.actions[:, 2].tolist())) > 1  # it set different values
+
+
+def test_a_held_top_level_keeps_the_env_action_values_it_set():
+    """Holding at the goal, the top level's action keeps the values it set before (a grasp
+    goes on holding), with a subgoal at where level 0 stands."""
+    from hacray.algo.rollout import _Recorder, _stay
+    config = load_config(None, ("env.id=PointMass-v0", "agent.top_action_indices=[1]"))
+    motor, top = Blueprint.of(config, make_env(config.env).spec).spaces
+    obs = np.float32([0.2, -0.4])
+    rec = _Recorder(segments=[[], []], obs=obs, env_achieved=obs)
+    np.testing.assert_array_equal(_stay(top, motor, rec), np.float32([0.2, -0.4, 0.0]))  # nothing set yet
+    rec.direct = np.float32([-0.9])
+    np.testing.assert_array_equal(_stay(top, motor, rec), np.float32([0.2, -0.4, -0.9]))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("agent.levels=1", "agent.horizons=[30]", "agent.top_action_indices=[1]"),
+     "agent.top_action_indices needs agent.levels >= 2"),
+    (("agent.top_action_indices=[1, 1]",), "agent.top_action_indices must be distinct indices"),
+    (("agent.top_action_indices=[-1]",), "agent.top_action_indices must be distinct indices"),
+])
+def test_top_action_indices_that_make_no_sense_are_refused(overrides, message):
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ("env.id=PointMass-v0", *overrides))
+
+
+@pytest.mark.parametrize("indices", ["[2]", "[0, 1]"])
+def test_top_action_indices_outside_the_env_or_leaving_level_0_nothing_are_refused(indices):
+    from hacray.config import ConfigError
+    config = load_config(None, ("env.id=PointMass-v0", f"agent.top_action_indices={indices}"))
+    with pytest.raises(ConfigError, match=r"must be indices of PointMass-v0's actions \(0-1\), "
+                       "leaving level 0 at least one to set"):
+        Blueprint.of(config, make_env(config.env).spec)

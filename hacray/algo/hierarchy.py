@@ -41,6 +41,13 @@ class LevelSpace:
     scale: np.ndarray | None = None
     """Each goal coordinate's weight in this level's distance test (env.subgoal_scale, below
     the top); None weighs them all 1."""
+    direct_dim: int = 0
+    """Trailing action coordinates that are env action values this level sets itself for the
+    whole of each subgoal (agent.top_action_indices; the top level), not part of the subgoal."""
+    direct_indices: np.ndarray | None = None
+    """Level 0 under a top level that sets some env action coordinates: their indices in the
+    env action (filled from above; level 0's own action fills the rest, in order). None: level
+    0's action is the whole env action."""
 
     def achieved(self, obs: np.ndarray, env_achieved: np.ndarray) -> np.ndarray:
         """This level's goal-space view of an observation (without any context)."""
@@ -68,6 +75,26 @@ class LevelSpace:
         low = self.act_low.astype(np.float64)
         return low, self.act_high.astype(np.float64) - low
 
+    @property
+    def subgoal_dim(self) -> int:
+        """The action coordinates that make a subgoal (all but the direct ones)."""
+        return self.act_dim - self.direct_dim
+
+    def split(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the subgoal part, the env action values this level sets itself) of an action."""
+        return action[..., :self.subgoal_dim], action[..., self.subgoal_dim:]
+
+    def env_action(self, action: np.ndarray, direct: np.ndarray | None) -> np.ndarray:
+        """Level 0: the env action made of its own ``action`` and the ``direct`` values set
+        from above at ``direct_indices``."""
+        if self.direct_indices is None:
+            return action
+        full = np.empty(self.act_dim + len(self.direct_indices), np.float32)
+        own = np.ones(len(full), bool)
+        own[self.direct_indices] = False
+        full[own], full[self.direct_indices] = action, direct
+        return full
+
     def unscale_action(self, unit: np.ndarray) -> np.ndarray:
         """[-1, 1] -> env units."""
         return self.act_centre + self.act_half * unit
@@ -75,17 +102,19 @@ class LevelSpace:
     def subgoal(self, action: np.ndarray, start: np.ndarray) -> np.ndarray:
         """The subgoal this level's ``action`` gives the level below, which stands at ``start``
         in its goal space: the action itself, or ``start`` + the offset, kept in the box."""
+        action = action[..., :self.subgoal_dim]
         if not self.relative:
             return action
         goal = np.minimum(np.maximum(start + action, self.subgoal_low), self.subgoal_high)
         return goal.astype(np.float32)
 
     def hindsight_action(self, reached: np.ndarray, start: np.ndarray) -> np.ndarray:
-        """The action that would have asked for what the level below ``reached`` from
-        ``start``: that state, or the offset to it (kept in the action box)."""
+        """The subgoal part of the action that would have asked for what the level below
+        ``reached`` from ``start``: that state, or the offset to it (kept in the action box)."""
         if not self.relative:
             return reached
-        offset = np.minimum(np.maximum(reached - start, self.act_low), self.act_high)
+        low, high = self.act_low[:self.subgoal_dim], self.act_high[:self.subgoal_dim]
+        offset = np.minimum(np.maximum(reached - start, low), high)
         return offset.astype(np.float32)
 
 
@@ -101,6 +130,11 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     if offset is not None and levels > 1 and len(offset) != sub_dim:
         raise ConfigError(f"config: agent.subgoal_offset needs one half-width per subgoal "
                           f"coordinate ({sub_dim}), got {len(offset)}")
+    direct = np.asarray((agent.top_action_indices or []) if levels > 1 else [], np.int64)
+    if len(direct) and (direct.max() >= spec.action_dim or len(direct) >= spec.action_dim):
+        raise ConfigError(f"config: agent.top_action_indices {agent.top_action_indices} must be "
+                          f"indices of {spec.id}'s actions (0-{spec.action_dim - 1}), leaving "
+                          "level 0 at least one to set")
     spaces = []
     for i in range(levels):
         top = i == levels - 1
@@ -111,19 +145,22 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
         q_low = -1.0 / (1.0 - config.learner.gamma) if uncapped else -float(horizon)
         relative = i > 0 and offset is not None
         if i == 0:
-            act_high = np.full(spec.action_dim, agent.level0_speed)
+            act_high = np.full(spec.action_dim - len(direct), agent.level0_speed)
             act_low = -act_high
         elif relative:
             act_low, act_high = -np.asarray(offset), np.asarray(offset)
         else:
             act_low, act_high = spec.subgoal_low, spec.subgoal_high
+        sets = len(direct) if top and i > 0 else 0  # env action values the top level sets
+        act_low = np.concatenate([act_low, -np.ones(sets)])
+        act_high = np.concatenate([act_high, np.ones(sets)])
         context = spec.goal_dim if i == 0 and not top and agent.lower_sees_goal else 0
         scale = None if top or spec.subgoal_scale is None else np.concatenate(
             [spec.subgoal_scale, np.ones(context, np.float32)])
         spaces.append(LevelSpace(
             index=i, horizon=horizon,
             goal_dim=spec.goal_dim if top else sub_dim + context,
-            act_dim=spec.action_dim if i == 0 else sub_dim,
+            act_dim=len(act_low),
             act_low=act_low.astype(np.float32), act_high=act_high.astype(np.float32),
             threshold=spec.goal_threshold if top else spec.subgoal_threshold,
             q_low=q_low,
@@ -131,5 +168,6 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
             relative=relative,
             subgoal_low=spec.subgoal_low if relative else None,
             subgoal_high=spec.subgoal_high if relative else None, context_dim=context,
-            scale=scale))
+            scale=scale, direct_dim=sets,
+            direct_indices=direct if i == 0 and len(direct) else None))
     return spaces

@@ -90,6 +90,8 @@ class _Recorder:
     goals: list[np.ndarray] = field(default_factory=list)
     on_step: StepHook | None = None
     reached_top: Callable[[np.ndarray, np.ndarray], bool] | None = None
+    direct: np.ndarray | None = None
+    """The env action values the top level set with its current subgoal (top_action_indices)."""
 
 
 def run_episode(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
@@ -196,7 +198,10 @@ def _stay(space: LevelSpace, below: LevelSpace | None, rec: _Recorder) -> np.nda
     if below is None:
         return _in_box(np.zeros(space.act_dim, np.float32), space)
     start = below.achieved(rec.obs, rec.env_achieved)
-    return np.asarray(space.hindsight_action(start, start), np.float32)
+    # the env action values a level sets itself stay as they were (a grasp goes on holding)
+    kept = rec.direct if rec.direct is not None else np.zeros(space.direct_dim, np.float32)
+    return np.concatenate([space.hindsight_action(start, start), kept[:space.direct_dim]]
+                          ).astype(np.float32)
 
 
 def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy: Policy,
@@ -230,7 +235,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
                 action = _jitter(action, space, agent.test_top_noise, rng)
         env_steps_before = rec.env_steps
         if level == 0:
-            _env_step(env, action, rec)
+            _env_step(env, space.env_action(action, rec.direct), rec)
             hindsight.append(action)
             tested.append(False)
             missed.append(False)
@@ -238,11 +243,13 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
             below = policy.spaces[level - 1]
             start = below.achieved(rec.obs, rec.env_achieved)
+            if space.direct_dim:
+                rec.direct = space.split(action)[1]
             subgoal = below.with_context(space.subgoal(action, start), env_goal)
             sub_hit = yield from _run_level(level - 1, subgoal, test, env, policy, agent, rng,
                                             explore, rec)
-            hindsight.append(space.hindsight_action(below.achieved(rec.obs, rec.env_achieved),
-                                                    start))
+            hindsight.append(np.concatenate([space.hindsight_action(
+                below.achieved(rec.obs, rec.env_achieved), start), space.split(action)[1]]))
             # a subgoal whose attempts were cut off by the episode's end was not missed
             cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
             tested.append(test)
