@@ -74,6 +74,12 @@ class AgentConfig:
     """Relative subgoals (HIRO-style): levels above 0 propose an offset of at most this much per
     subgoal coordinate from where the level below stands (what it can reach in its horizon);
     None: absolute subgoals anywhere in [env.subgoal_low, env.subgoal_high]."""
+    subgoal_reach: Optional[list[float]] = None
+    """Absolute subgoals kept within reach: the level below is given the proposed subgoal
+    clipped to at most this far from where it stands, per subgoal coordinate (what it can reach
+    in its horizon), so that a far proposal still moves it that way; the level above still
+    proposes, and is relabelled, in absolute coordinates. None: no clipping. Not with
+    subgoal_offset (relative subgoals are bounded by their own box)."""
     lower_sees_goal: bool = False
     """Level 0 also gets the env goal beside its subgoal (its goal input is the subgoal, then
     the env goal; whether it reached a subgoal is judged on the subgoal alone)."""

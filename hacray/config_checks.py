@@ -38,6 +38,11 @@ def validate(config: Any) -> None:
          "agent.lower_sees_goal needs agent.levels >= 2 (a flat agent sees the goal already)"),
         (agent.subgoal_offset is None or all(w > 0 for w in agent.subgoal_offset),
          "agent.subgoal_offset entries must be > 0"),
+        (agent.subgoal_reach is None or all(w > 0 for w in agent.subgoal_reach),
+         "agent.subgoal_reach entries must be > 0"),
+        (agent.subgoal_reach is None or agent.subgoal_offset is None,
+         "agent.subgoal_reach and agent.subgoal_offset exclude each other (relative subgoals "
+         "are bounded by their offset box already)"),
         (0.0 <= agent.subgoal_test_prob <= 1.0, "agent.subgoal_test_prob must be in [0, 1]"),
         (0.0 <= agent.random_eps <= 1.0, "agent.random_eps must be in [0, 1]"),
         (agent.noise_std >= 0.0, "agent.noise_std must be >= 0"),

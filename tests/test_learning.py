@@ -44,6 +44,12 @@ def test_a_top_level_that_sets_an_env_action_value_itself_learns_it_too(tmp_path
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+def test_subgoals_clipped_to_within_reach_learn_it_too(tmp_path, point_mass_yaml):
+    """agent.subgoal_reach=[0.3, 0.3]: 0.85 at the end on seed 0 (0.6-0.85 from 1.8k)."""
+    records = train(tmp_path, point_mass_yaml, "agent.subgoal_reach=[0.3,0.3]")
+    assert records[-1]["eval/success_rate"] >= 0.8
+
+
 def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
     assert records[-1]["eval/success_rate"] >= 0.9

@@ -538,3 +538,53 @@ def test_top_action_indices_outside_the_env_or_leaving_level_0_nothing_are_refus
     with pytest.raises(ConfigError, match=r"must be indices of PointMass-v0's actions \(0-1\), "
                        "leaving level 0 at least one to set"):
         Blueprint.of(config, make_env(config.env).spec)
+
+
+@pytest.mark.parametrize("action,start,subgoal", [
+    ([0.1, 0.2], [0.0, 0.0], [0.1, 0.2]),      # within reach: as proposed
+    ([0.9, -0.9], [0.0, 0.0], [0.3, -0.3]),    # far: clipped towards it, per coordinate
+    ([0.9, 0.5], [0.5, 0.4], [0.8, 0.5]),      # clipped in x only
+    ([-1.0, -1.0], [0.9, 0.9], [0.6, 0.6]),
+])
+def test_subgoal_reach_clips_an_absolute_subgoal_to_within_reach(action, start, subgoal):
+    config = load_config(None, ("env.id=PointMass-v0", "agent.subgoal_reach=[0.3, 0.3]"))
+    top = Blueprint.of(config, make_env(config.env).spec).spaces[1]
+    f32 = lambda x: np.asarray(x, np.float32)
+    assert not top.relative and np.array_equal(top.act_low, [-1, -1])  # absolute proposals
+    np.testing.assert_allclose(top.subgoal(f32(action), f32(start)), subgoal, atol=1e-6)
+    # its hindsight action is the absolute state reached
+    np.testing.assert_array_equal(top.hindsight_action(f32([0.2, 0.1]), f32(start)),
+                                  f32([0.2, 0.1]))
+
+
+def test_a_level_within_reach_gives_the_clipped_subgoal_and_keeps_its_proposal():
+    episode, config = play(("agent.levels=2", "agent.horizons=[5,6]",
+                            "agent.subgoal_reach=[0.1, 0.1]", "agent.random_eps=0.5"))
+    top, bottom = episode.segments[1][0], episode.segments[0]
+    clipped = 0
+    for t, seg in enumerate(bottom):
+        start = seg.achieved[0]
+        np.testing.assert_allclose(seg.goal, np.clip(top.actions[t], start - 0.1, start + 0.1),
+                                   atol=1e-6)
+        np.testing.assert_array_equal(top.hindsight_actions[t], seg.achieved[-1])
+        clipped += not np.allclose(seg.goal, top.actions[t])
+    assert clipped > 0  # some proposals lay out of reach
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("agent.subgoal_reach=[0.3, 0]",), "agent.subgoal_reach entries must be > 0"),
+    (("agent.subgoal_reach=[0.3, 0.3]", "agent.subgoal_offset=[0.3, 0.3]"),
+     "agent.subgoal_reach and agent.subgoal_offset exclude each other"),
+])
+def test_a_subgoal_reach_that_makes_no_sense_is_refused(overrides, message):
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ("env.id=PointMass-v0", *overrides))
+
+
+def test_a_subgoal_reach_of_the_wrong_length_is_refused():
+    from hacray.config import ConfigError
+    config = load_config(None, ("env.id=PointMass-v0", "agent.subgoal_reach=[0.3]"))
+    with pytest.raises(ConfigError, match=r"agent.subgoal_reach needs one distance per subgoal "
+                       r"coordinate \(2\), got 1"):
+        Blueprint.of(config, make_env(config.env).spec)

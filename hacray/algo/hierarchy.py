@@ -41,6 +41,9 @@ class LevelSpace:
     scale: np.ndarray | None = None
     """Each goal coordinate's weight in this level's distance test (env.subgoal_scale, below
     the top); None weighs them all 1."""
+    reach: np.ndarray | None = None
+    """Absolute subgoals clipped to at most this far from where the level below stands, per
+    coordinate (agent.subgoal_reach); None: given as proposed."""
     direct_dim: int = 0
     """Trailing action coordinates that are env action values this level sets itself for the
     whole of each subgoal (agent.top_action_indices; the top level), not part of the subgoal."""
@@ -101,8 +104,12 @@ class LevelSpace:
 
     def subgoal(self, action: np.ndarray, start: np.ndarray) -> np.ndarray:
         """The subgoal this level's ``action`` gives the level below, which stands at ``start``
-        in its goal space: the action itself, or ``start`` + the offset, kept in the box."""
+        in its goal space: the action itself (with ``reach``: clipped to within reach of
+        ``start``), or ``start`` + the offset, kept in the box."""
         action = action[..., :self.subgoal_dim]
+        if self.reach is not None:
+            return np.minimum(np.maximum(action, start - self.reach), start + self.reach
+                              ).astype(np.float32)
         if not self.relative:
             return action
         goal = np.minimum(np.maximum(start + action, self.subgoal_low), self.subgoal_high)
@@ -130,6 +137,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     if offset is not None and levels > 1 and len(offset) != sub_dim:
         raise ConfigError(f"config: agent.subgoal_offset needs one half-width per subgoal "
                           f"coordinate ({sub_dim}), got {len(offset)}")
+    reach = agent.subgoal_reach
+    if reach is not None and levels > 1 and len(reach) != sub_dim:
+        raise ConfigError(f"config: agent.subgoal_reach needs one distance per subgoal "
+                          f"coordinate ({sub_dim}), got {len(reach)}")
     direct = np.asarray((agent.top_action_indices or []) if levels > 1 else [], np.int64)
     if len(direct) and (direct.max() >= spec.action_dim or len(direct) >= spec.action_dim):
         raise ConfigError(f"config: agent.top_action_indices {agent.top_action_indices} must be "
@@ -169,5 +180,6 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
             subgoal_low=spec.subgoal_low if relative else None,
             subgoal_high=spec.subgoal_high if relative else None, context_dim=context,
             scale=scale, direct_dim=sets,
+            reach=None if i == 0 or reach is None else np.asarray(reach, np.float32),
             direct_indices=direct if i == 0 and len(direct) else None))
     return spaces
