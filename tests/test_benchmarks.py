@@ -370,6 +370,23 @@ def test_subgoals_counts_proposals_at_the_box_bound_on_the_chosen_coordinates():
     assert report["steps_mean"] == 3.25 and report["full_horizon"] == 0.5
 
 
+@pytest.mark.parametrize("overrides,low,high", [
+    ((), [-1, -1], [1, 1]),
+    (("agent.top_action_indices=[1]",), [-1, -1], [1, 1]),   # not the finger-like 3rd coordinate
+    (("agent.subgoal_offset=[0.3, 0.3]",), [-1, -1], [1, 1]),  # the box offsets are clipped into
+])
+def test_subgoals_box_is_the_subgoals_own(overrides, low, high):
+    from hacray.blueprint import Blueprint
+    from hacray.config import load_config
+    from hacray.envs import make_env
+    bench = _script("subgoals")
+    config = load_config(None, ("env.id=PointMass-v0", *overrides))
+    top = Blueprint.of(config, make_env(config.env).spec).spaces[1]
+    box = bench.subgoal_box(top)
+    np.testing.assert_array_equal(box[0], low)
+    np.testing.assert_array_equal(box[1], high)
+
+
 def test_subgoals_plays_a_saved_hierarchy_and_refuses_a_flat_one(tmp_path, capsys):
     from hacray.cli import main as hacray
     runs = {}
