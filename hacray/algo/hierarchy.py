@@ -92,11 +92,16 @@ class LevelSpace:
         from above at ``direct_indices``."""
         if self.direct_indices is None:
             return action
-        full = np.empty(self.act_dim + len(self.direct_indices), np.float32)
-        own = np.ones(len(full), bool)
-        own[self.direct_indices] = False
-        full[own], full[self.direct_indices] = action, direct
+        full = np.empty(len(self.own_indices) + len(self.direct_indices), np.float32)
+        full[self.own_indices], full[self.direct_indices] = action, direct
         return full
+
+    @cached_property  # on every env step: computed once (the dataclass is frozen)
+    def own_indices(self) -> np.ndarray:
+        """Level 0 with ``direct_indices``: the env action indices it sets itself (the rest)."""
+        assert self.direct_indices is not None
+        every = np.arange(self.act_dim + len(self.direct_indices))
+        return np.setdiff1d(every, self.direct_indices)
 
     def unscale_action(self, unit: np.ndarray) -> np.ndarray:
         """[-1, 1] -> env units."""

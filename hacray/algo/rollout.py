@@ -243,13 +243,14 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
             test = testing or (explore and rng.random() < agent.subgoal_test_prob)
             below = policy.spaces[level - 1]
             start = below.achieved(rec.obs, rec.env_achieved)
+            setting = space.split(action)[1]  # the env action values it sets (usually none)
             if space.direct_dim:
-                rec.direct = space.split(action)[1]
+                rec.direct = setting
             subgoal = below.with_context(space.subgoal(action, start), env_goal)
             sub_hit = yield from _run_level(level - 1, subgoal, test, env, policy, agent, rng,
                                             explore, rec)
             hindsight.append(np.concatenate([space.hindsight_action(
-                below.achieved(rec.obs, rec.env_achieved), start), space.split(action)[1]]))
+                below.achieved(rec.obs, rec.env_achieved), start), setting]))
             # a subgoal whose attempts were cut off by the episode's end was not missed
             cut_off = not sub_hit and len(rec.segments[level - 1][-1].actions) < below.horizon
             tested.append(test)
