@@ -127,7 +127,11 @@ class AgentConfig:
 @dataclass(frozen=True)
 class LearnerConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
-    """Hidden layer sizes of every actor and critic MLP."""
+    """Hidden layer sizes of every actor and critic MLP (the top level's: see top_hidden)."""
+    top_hidden: Optional[list[int]] = None
+    """Hidden layer sizes of the top level's actor and critic, when it has a level below
+    (agent.levels >= 2): a top level that has to learn the task (e.g. PickAndPlace's grasp and
+    lift) with a motor level kept small and cheap. None: ``hidden``."""
     actor_lr: float = 1e-3
     """Adam learning rate of the actors."""
     critic_lr: float = 1e-3

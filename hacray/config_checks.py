@@ -67,6 +67,11 @@ def validate(config: Any) -> None:
         (learner.actor_lr > 0 and learner.critic_lr > 0, "learner.*_lr must be > 0"),
         (len(learner.hidden) >= 1 and all(h > 0 for h in learner.hidden),
          "learner.hidden must list positive layer sizes"),
+        (learner.top_hidden is None
+         or (len(learner.top_hidden) >= 1 and all(h > 0 for h in learner.top_hidden)),
+         "learner.top_hidden must list positive layer sizes"),
+        (learner.top_hidden is None or agent.levels >= 2,
+         "learner.top_hidden needs agent.levels >= 2 (one level is trained with learner.hidden)"),
         (learner.device in ("auto", "cpu", "cuda"), "learner.device must be auto, cpu or cuda"),
         (learner.torch_threads >= 1, "learner.torch_threads must be >= 1"),
         (learner.updates_per_call >= 1, "learner.updates_per_call must be >= 1"),

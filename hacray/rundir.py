@@ -128,6 +128,7 @@ def check_resume_config(run_dir: Path, config: Config) -> None:
         raise RunDirError(f"cannot resume: {run_dir} holds no hacray run (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
     for section, key in (("env", "id"), ("agent", "levels"), ("learner", "hidden"),
+                         ("learner", "top_hidden"),
                          ("agent", "lower_sees_goal"), ("replay", "her_at_sample")):
         old, new = getattr(getattr(saved, section), key), getattr(getattr(config, section), key)
         if old != new:

@@ -68,6 +68,10 @@ BAD = [
     ("learner:\n  level_update_every: [1]\n",  # the default agent has 2 levels
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),
+    ("learner:\n  top_hidden: [64, 0]\n", "learner.top_hidden must list positive layer sizes"),
+    ("learner:\n  top_hidden: []\n", "learner.top_hidden must list positive layer sizes"),
+    ("agent:\n  levels: 1\n  horizons: [50]\nlearner:\n  top_hidden: [64]\n",
+     "learner.top_hidden needs agent.levels >= 2"),
     ("learner:\n  subgoal_l2: -1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2 must"),
     ("learner:\n  subgoal_preact_l2: -0.1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2"),
     ("agent:\n  top_time_aware: true\n",  # the default top level is capped

@@ -25,10 +25,11 @@ SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 
 def make_learner(levels: int, threads: int, every: Optional[list[int]] = None,
-                 subgoal_l2: float = 0.0, subgoal_preact_l2: float = 0.0) -> Learner:
+                 subgoal_l2: float = 0.0, subgoal_preact_l2: float = 0.0,
+                 top_hidden: Optional[list[int]] = None) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
                            level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2,
-                           subgoal_preact_l2=subgoal_preact_l2)
+                           subgoal_preact_l2=subgoal_preact_l2, top_hidden=top_hidden)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -183,14 +184,33 @@ def test_level_threads_zero_is_one_per_level_up_to_the_cpus(monkeypatch):
     assert level_threads(LearnerConfig(level_threads=0), 1) == 1
 
 
-@pytest.mark.parametrize("batch", [1, 4])
-def test_worker_numpy_policy_computes_the_learners_torch_actor(batch):
+def widths(net: torch.nn.Module) -> list[int]:
+    return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize("levels,top_hidden,expected", [
+    (1, None, [[32, 32]]),
+    (2, None, [[32, 32], [32, 32]]),
+    (2, [64, 8, 8], [[32, 32], [64, 8, 8]]),
+    (3, [8], [[32, 32], [32, 32], [8]]),
+    (1, [8], [[32, 32]]),  # one level is the top and the motor level: learner.hidden
+])
+def test_top_hidden_sizes_the_top_levels_networks_alone(levels, top_hidden, expected):
+    learner = make_learner(levels, threads=1, top_hidden=top_hidden)
+    for level, hidden in zip(learner.levels, expected):
+        assert widths(level.actor)[:-1] == hidden and widths(level.critic)[:-1] == hidden
+    learner.update(random_batches(levels, np.random.default_rng(0)))  # and it trains
+
+
+@pytest.mark.parametrize("batch,top_hidden", [(1, None), (4, None), (4, [8, 8, 8])])
+def test_worker_numpy_policy_computes_the_learners_torch_actor(batch, top_hidden):
     """Rollout workers evaluate the exported actors in numpy, on inputs their own copies of the
     published normalisers map; after training steps and with normaliser statistics in place,
     their actions are the learner's torch actors' on the learner's normalised inputs (float32
-    rounding)."""
+    rounding), whatever each level's network size."""
     from hacray.algo.rollout import Policy
-    learner, rng = make_learner(levels=2, threads=1), np.random.default_rng(5)
+    learner = make_learner(levels=2, threads=1, top_hidden=top_hidden)
+    rng = np.random.default_rng(5)
     for _ in range(3):
         learner.update(random_batches(2, rng))
     learner.set_normalizer(stats_of(rng.normal(2.0, 3.0, (100, OBS_DIM))),

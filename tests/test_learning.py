@@ -50,6 +50,13 @@ def test_subgoals_clipped_to_within_reach_learn_it_too(tmp_path, point_mass_yaml
     assert records[-1]["eval/success_rate"] >= 0.8
 
 
+def test_a_top_level_with_its_own_network_size_learns_it_too(tmp_path, point_mass_yaml):
+    """learner.top_hidden=[128,128] beside level 0's [64,64] (the rollout workers' numpy actors
+    take each level's own sizes from its weights)."""
+    records = train(tmp_path, point_mass_yaml, "learner.top_hidden=[128,128]")
+    assert records[-1]["eval/success_rate"] >= 0.9
+
+
 def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
     assert records[-1]["eval/success_rate"] >= 0.9

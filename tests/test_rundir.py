@@ -97,6 +97,7 @@ def every_file(run_dir):
 @pytest.mark.parametrize("change,message", [
     ("agent.levels=1", "agent.levels is 1 but the run being resumed used 2"),
     ("learner.hidden=[32]", "learner.hidden is [32] but the run being resumed used [64, 64]"),
+    ("learner.top_hidden=[32]", "learner.top_hidden is [32] but the run being resumed used None"),
     ("replay.her_at_sample=true", "replay.her_at_sample is True but the run being resumed "
                                   "used False"),
     ("agent.lower_sees_goal=true", "agent.lower_sees_goal is True but the run being resumed "

@@ -39,6 +39,14 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def level_hidden(config: LearnerConfig, level: int, levels: int) -> list[int]:
+    """Hidden layer sizes of one level's networks: ``top_hidden`` for the top of two or more
+    levels when it is set, ``hidden`` otherwise."""
+    if config.top_hidden is not None and levels >= 2 and level == levels - 1:
+        return config.top_hidden
+    return config.hidden
+
+
 class Learner:
     """Trains all levels; one ``update`` is one gradient step of every level's actor and critic
     (of level i only on every k_i-th update with ``learner.level_update_every``)."""
@@ -50,7 +58,8 @@ class Learner:
             torch.set_num_threads(config.torch_threads)
         torch.manual_seed(seed)
         self.obs_norm = Normalizer(obs_dim, config.norm_eps, config.norm_clip, config.obs_clip)
-        self.levels = [Level(s, obs_dim, config, self.device) for s in spaces]
+        self.levels = [Level(s, obs_dim, config, self.device, level_hidden(config, i, len(spaces)))
+                       for i, s in enumerate(spaces)]
         self.every = list(config.level_update_every or [1] * len(spaces))
         if len(self.every) != len(spaces) or min(self.every) < 1:
             raise ValueError(f"learner.level_update_every needs one entry >= 1 per level "

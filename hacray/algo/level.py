@@ -33,10 +33,11 @@ class Level:
     """One level's networks, targets, optimisers and input scaling."""
 
     def __init__(self, space: LevelSpace, obs_dim: int, config: LearnerConfig,
-                 device: torch.device):
+                 device: torch.device, hidden: Optional[list[int]] = None):
         self.space = space
-        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
-        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, config.hidden).to(device)
+        hidden = config.hidden if hidden is None else hidden
+        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, hidden).to(device)
+        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, hidden).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.fused = use_fused_adam(device)
