@@ -482,3 +482,54 @@ def test_a_script_that_reads_a_checkpoint_names_a_missing_one_in_one_line(script
     assert done.stderr.splitlines() == [f"benchmarks/{script}.py: no checkpoint found at "
                                         f"{missing}"]
     assert list(tmp_path.iterdir()) == []
+
+
+def _ring(next_z, goal_z, reward, cursor, capacity):
+    """A replay level's state as snapshots hold it: 6-wide observations (height at 5)."""
+    n = len(next_z)
+    next_obs = np.zeros((n, 6), np.float32)
+    next_obs[:, 5] = next_z
+    goal = np.zeros((n, 3), np.float32)
+    goal[:, 2] = goal_z
+    return {"capacity": capacity, "size": n, "cursor": cursor,
+            "data": {"next_obs": next_obs, "goal": goal,
+                     "reward": np.asarray(reward, np.float32)}}
+
+
+def test_replay_lift_reads_a_full_ring_oldest_first():
+    lift = _script("replay_lift")
+    assert list(lift.oldest_first(_ring([0] * 4, [0] * 4, [0] * 4, 1, 4))) == [1, 2, 3, 0]
+    assert list(lift.oldest_first(_ring([0] * 3, [0] * 3, [0] * 3, 3, 8))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("next_z,goal_z,reward,expected", [
+    # object up after 1 of 4 steps; goals in the air on 2 rows, one met
+    ([0.42, 0.50, 0.44, 0.43], [0.6, 0.42, 0.7, 0.42], [0, 0, -1, -1],
+     {"rows": 4, "lifted": 0.25, "air_goal": 0.5, "met_of_air_goal": 0.5}),
+    # no air goals: none met, not a division by zero
+    ([0.42, 0.42], [0.42, 0.42], [0, -1], {"rows": 2, "lifted": 0.0, "air_goal": 0.0,
+                                           "met_of_air_goal": 0.0}),
+])
+def test_replay_lift_counts_lifted_rows_and_met_air_goals(next_z, goal_z, reward, expected):
+    lift = _script("replay_lift")
+    state = _ring(next_z, goal_z, reward, 0, 100)
+    data = state["data"]
+    assert lift.lift_stats(data["next_obs"], data["goal"], data["reward"], 5, 2, 0.45) == expected
+
+
+def test_replay_lift_reports_each_level_and_refuses_a_run_without_snapshots(tmp_path, capsys):
+    lift = _script("replay_lift")
+    top = _ring([0.5] * 5 + [0.4] * 5, [0.6] * 10, [0] * 10, 0, 10)
+    low = _ring([0.4] * 10, [0.0] * 10, [-1] * 10, 0, 10)
+    low["data"]["goal"] = np.zeros((10, 5), np.float32)  # a subgoal: not the env goal's size
+    path = tmp_path / "checkpoints" / "replay_000000001000.pt"
+    path.parent.mkdir()
+    torch.save({"buffers": [low, top]}, path)
+    report = lift.main([str(tmp_path), "--fifths"])
+    low_all, top_all = report["levels"][0]["all"], report["levels"][1]["all"]
+    assert low_all == {"rows": 10, "lifted": 0.0}
+    assert top_all == {"rows": 10, "lifted": 0.5, "air_goal": 1.0, "met_of_air_goal": 1.0}
+    assert [f["lifted"] for f in report["levels"][1]["fifths"]] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    assert json.loads(capsys.readouterr().out)["snapshot"] == path.name
+    with pytest.raises(SystemExit, match="no replay snapshot in"):
+        lift.main([str(tmp_path / "nothing")])
