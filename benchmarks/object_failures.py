@@ -11,11 +11,19 @@ first moved, the median final object-to-goal distance of the failures, and, of t
 ``left_goal`` episodes, the median number of steps the object spent at the goal (1-2: it slid
 through; many: it was there and was pushed away). ``lifted``: the fraction of episodes whose
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
-with goals in the air, success split by goal kind (``success_air``, ``success_table``).
+with goals in the air, success and untouched split by goal kind (``success_air``,
+``success_table``, ``untouched_air``, ``untouched_table``).
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
 stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
 misses), to tell a slide-through (arrived fast) from a later push away.
+
+``lifted_steps``: the fraction of all env steps with the object that high (how much of a run's
+experience shows it lifted). ``--explore`` plays the episodes as training does (exploration
+noise, random actions, subgoal tests; its own seeded rng), to compare what a policy does when it
+explores with what it does when it is evaluated. ``--agent KEY=VALUE`` (repeatable) plays with
+that ``agent`` setting changed (e.g. ``level_random_eps=[0.0,0.2]``: would it drop fewer grasps
+if its motor level took no random actions?).
 
 ``--level0-speed S`` (a counterfactual, 1 by default) multiplies every action of the lowest level
 by S at play time: would this policy keep more objects on the goal if it moved slower?
@@ -36,8 +44,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import yaml
 
 from hacray import seeding
+from hacray.config import config_from_dict, to_dict
 from hacray.algo.rollout import run_episode
 from hacray.envs import goal_kind
 from hacray.errors import CheckpointError, ConfigError
@@ -113,6 +123,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--lift", type=float, default=0.02, help="metres above its start "
                         "that count as lifted")
     parser.add_argument("--hold", action="store_true", help="play with agent.hold_at_goal on")
+    parser.add_argument("--explore", action="store_true", help="play with training's "
+                        "exploration (noise, random actions, subgoal tests)")
+    parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
+                        help="play with this agent setting changed (repeatable)")
     parser.add_argument("--seed-offset", type=int, default=1000)
     parser.add_argument("--level0-speed", type=float, default=1.0, help="multiply the lowest "
                         "level's actions by this at play time (a counterfactual; 1: as trained)")
@@ -126,23 +140,36 @@ def main(argv: Optional[list[str]] = None) -> dict:
         sys.exit(f"object_failures: {config.env.id} is not a Fetch object task "
                  f"({', '.join(OBJECT_TASKS)})")
     agent = dataclasses.replace(config.agent, hold_at_goal=True) if args.hold else config.agent
+    if args.agent:
+        raw = to_dict(dataclasses.replace(config, agent=agent))
+        for item in args.agent:
+            key, _, value = item.partition("=")
+            raw["agent"][key] = yaml.safe_load(value)
+        try:
+            agent = config_from_dict(raw).agent
+        except ConfigError as err:
+            loaded.env.close()
+            sys.exit(f"object_failures: {err}")
     policy = Slowed(loaded.policy, args.level0_speed) if args.level0_speed != 1 else loaded.policy
-    outcomes, first_moves, misses, dwells, lifts = [], [], [], [], []
+    outcomes, first_moves, misses, dwells, lifts, up_steps = [], [], [], [], [], []
+    rng = np.random.default_rng(0)
     arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
     by_kind: dict[str, list[bool]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = loaded.env.reset(seed)
-            episode = run_episode(loaded.env, policy, agent, seed,
-                                  np.random.default_rng(0), explore=False)
+            if not args.explore:
+                rng = np.random.default_rng(0)
+            episode = run_episode(loaded.env, policy, agent, seed, rng, explore=args.explore)
             path = object_path(episode.segments[0])
+            up_steps.append((path[1:, 2] - path[0, 2] > args.lift).mean())
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
                            args.threshold)
             outcomes.append(kind)
             lifts.append(lifted(path, args.lift))
             where = goal_kind(loaded.env.spec, goal)
             if where:
-                by_kind.setdefault(where, []).append(kind == "success")
+                by_kind.setdefault(where, []).append(kind)
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
             if moved.size:
                 first_moves.append(int(moved[0]))
@@ -157,11 +184,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         loaded.env.close()
     kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
-                    "episodes": args.episodes, "hold_at_goal": agent.hold_at_goal,
+                    "episodes": args.episodes, "explore": args.explore,
+                    "hold_at_goal": agent.hold_at_goal, "agent_changes": args.agent,
                     "level0_speed": args.level0_speed,
                     **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
                     "lifted": round(float(np.mean(lifts)), 3),
-                    **{f"success_{k}": round(float(np.mean(v)), 3)
+                    "lifted_steps": round(float(np.mean(up_steps)), 4),
+                    **{f"success_{k}": round(v.count("success") / len(v), 3)
+                       for k, v in sorted(by_kind.items())},
+                    **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves
                     else None,

@@ -70,6 +70,12 @@ class AgentConfig:
     """Probability of a uniformly random action, per level, while exploring."""
     noise_std: float = 0.2
     """Gaussian exploration noise, as a fraction of each action's half-range."""
+    level_random_eps: Optional[list[float]] = None
+    """random_eps for each level, bottom first (e.g. [0.0, 0.2]: a motor level that takes no
+    random actions, so a grasp is not dropped by a random finger command, under a top level
+    that explores as before). None: random_eps on every level."""
+    level_noise_std: Optional[list[float]] = None
+    """noise_std for each level, bottom first. None: noise_std on every level."""
     subgoal_offset: Optional[list[float]] = None
     """Relative subgoals (HIRO-style): levels above 0 propose an offset of at most this much per
     subgoal coordinate from where the level below stands (what it can reach in its horizon);

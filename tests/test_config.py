@@ -68,6 +68,12 @@ BAD = [
     ("learner:\n  level_update_every: [1]\n",  # the default agent has 2 levels
      "learner.level_update_every needs one entry per level"),
     ("learner:\n  level_update_every: [1, 0]\n", "learner.level_update_every entries must be >= 1"),
+    ("agent:\n  level_random_eps: [0.1]\n",  # the default agent has 2 levels
+     "agent.level_random_eps needs one entry per level (2)"),
+    ("agent:\n  level_random_eps: [0.1, 1.5]\n", "agent.level_random_eps entries must be in"),
+    ("agent:\n  level_noise_std: [0.1, 0.1, 0.1]\n",
+     "agent.level_noise_std needs one entry per level (2)"),
+    ("agent:\n  level_noise_std: [-0.1, 0.1]\n", "agent.level_noise_std entries must be >= 0"),
     ("learner:\n  top_hidden: [64, 0]\n", "learner.top_hidden must list positive layer sizes"),
     ("learner:\n  top_hidden: []\n", "learner.top_hidden must list positive layer sizes"),
     ("agent:\n  levels: 1\n  horizons: [50]\nlearner:\n  top_hidden: [64]\n",

@@ -124,6 +124,37 @@ def test_exploration_draws_are_generator_uniforms_and_noise_stays_in_the_box(low
         assert action.dtype == np.float32 and np.all((low <= action) & (action <= high))
 
 
+@pytest.mark.parametrize("level_eps,level_std,level,expect", [
+    (None, None, 0, "random"),          # random_eps=1 everywhere
+    ([0.0, 1.0], None, 0, "noisy"),     # level 0 takes no random action: noise_std's noise
+    ([0.0, 1.0], None, 1, "random"),
+    ([0.0, 1.0], [0.0, 0.2], 0, "same"),  # and no noise either: the action as it came
+    ([0.0, 0.0], [0.2, 0.0], 1, "same"),
+])
+def test_each_level_explores_with_its_own_random_eps_and_noise(level_eps, level_std, level,
+                                                               expect):
+    from hacray.algo.hierarchy import LevelSpace
+    from hacray.algo.rollout import _explore
+    from hacray.config import AgentConfig
+    low, high = -np.ones(3, np.float32), np.ones(3, np.float32)
+    space = LevelSpace(index=level, horizon=5, goal_dim=2, act_dim=3, act_low=low,
+                       act_high=high, threshold=0.1, q_low=-5.0, goal_indices=None)
+    agent = AgentConfig(random_eps=1.0, noise_std=0.5, level_random_eps=level_eps,
+                        level_noise_std=level_std)
+    given = np.full(3, 0.25, np.float32)
+    ours, theirs = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(50):
+        action = _explore(given, space, agent, ours)
+        theirs.random()   # the branch's coin, drawn whatever the level's eps
+        if expect == "random":
+            np.testing.assert_array_equal(action, theirs.uniform(low, high).astype(np.float32))
+        else:
+            std = 0.5 if level_std is None else level_std[level]
+            noisy = np.clip(given + std * theirs.standard_normal(3), low, high)
+            np.testing.assert_allclose(action, noisy, rtol=1e-6)
+            assert (expect == "same") == np.array_equal(action, given)
+
+
 @pytest.mark.parametrize("air_goal_z,z,kind", [
     (None, 0.9, ""),      # a task without air goals tells no kinds
     (0.4, 0.3999, "table"),

@@ -172,13 +172,17 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
 
 def _explore(action: np.ndarray, space: LevelSpace, agent: AgentConfig,
              rng: np.random.Generator) -> np.ndarray:
-    """Uniform random action with probability random_eps, else Gaussian noise; kept in bounds."""
-    if rng.random() < agent.random_eps:
+    """Uniform random action with probability random_eps, else Gaussian noise; kept in bounds
+    (each level's own with agent.level_random_eps / agent.level_noise_std)."""
+    eps = agent.random_eps if agent.level_random_eps is None \
+        else agent.level_random_eps[space.index]
+    std = agent.noise_std if agent.level_noise_std is None else agent.level_noise_std[space.index]
+    if rng.random() < eps:
         # rng.uniform(act_low, act_high): the same draws and arithmetic, without its
         # broadcasting machinery (18 us of a step's ~1 ms)
         low, span = space.uniform_low_span
         return (low + span * rng.random(space.act_dim)).astype(np.float32)
-    noisy = action + agent.noise_std * space.act_half * rng.standard_normal(space.act_dim)
+    noisy = action + std * space.act_half * rng.standard_normal(space.act_dim)
     return _in_box(noisy, space)
 
 
