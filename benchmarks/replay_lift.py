@@ -5,8 +5,9 @@ see lifted objects as often as flat does, to learn PickAndPlace's air goals from
 
 Reads the newest replay snapshot of a run directory (``checkpoints/replay_*.pt``, written with
 each checkpoint) or a snapshot file. Defaults are Fetch's: the object's height is observation
-coordinate 5, the goal's is goal coordinate 2 (levels whose goals have another size are
-reported without the goal columns), and the object rests at 0.425 m, so 0.45 m is 2.5 cm up.
+coordinate 5, the goal's is goal coordinate 2 (the goal columns are the top level's alone: its
+goals are the env's, the levels' below are subgoals), and the object rests at 0.425 m, so
+0.45 m is 2.5 cm up.
 
     python benchmarks/replay_lift.py runs/pnp --fifths
 """
@@ -58,11 +59,12 @@ def lift_stats(next_obs: np.ndarray, goal: np.ndarray, reward: np.ndarray, obs_i
     return out
 
 
-def level_report(buffer: dict[str, Any], obs_index: int, goal_index: int, goal_dim: int,
+def level_report(buffer: dict[str, Any], obs_index: int, goal_index: Optional[int],
                  above: float, fifths: bool) -> dict[str, Any]:
+    """One level's shares; ``goal_index`` None: no goal columns (a subgoal level)."""
     data = {k: np.asarray(v) for k, v in buffer["data"].items()}
     order = oldest_first(buffer)
-    index = goal_index if data["goal"].shape[1] == goal_dim else None
+    index = goal_index
     parts = np.array_split(order, 5) if fifths else [order]
     stats = [lift_stats(data["next_obs"][p], data["goal"][p], data["reward"][p], obs_index,
                         index, above) for p in parts if len(p)]
@@ -76,7 +78,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("path", type=Path, help="a run directory or a replay snapshot file")
     parser.add_argument("--obs-index", type=int, default=5, help="the object's height in obs")
     parser.add_argument("--goal-index", type=int, default=2, help="the goal's height")
-    parser.add_argument("--goal-dim", type=int, default=3, help="the env goal's size")
     parser.add_argument("--above", type=float, default=0.45, help="metres: lifted / air goal")
     parser.add_argument("--fifths", action="store_true",
                         help="also report each fifth of the rows, oldest to newest")
@@ -87,9 +88,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if not 0 <= args.obs_index < width:
         raise SystemExit(f"replay_lift: --obs-index {args.obs_index} is outside the "
                          f"observation's {width} coordinates")
+    top = len(state["buffers"]) - 1
     report = {"snapshot": path.name, "above": args.above,
-              "levels": [level_report(b, args.obs_index, args.goal_index, args.goal_dim,
-                                      args.above, args.fifths) for b in state["buffers"]]}
+              "levels": [level_report(b, args.obs_index, args.goal_index if i == top else None,
+                                      args.above, args.fifths)
+                         for i, b in enumerate(state["buffers"])]}
     print(json.dumps(report))
     return report
 

@@ -3,16 +3,17 @@ spaces, with one method per component (learner, replay, policy). torch only in `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from hacray import seeding
 from hacray.algo.hierarchy import LevelSpace, level_spaces
+from hacray.algo.priority import LiftPriority
 from hacray.algo.relabel import attempt_reward
 from hacray.algo.replay import HierarchicalReplay, LevelSpec
 from hacray.algo.rollout import Policy
-from hacray.config import Config
+from hacray.config import Config, ReplayConfig
 from hacray.envs import EnvSpec
 from hacray.goals import distance_reached
 
@@ -24,6 +25,13 @@ def top_test_penalty(horizons: list[int], gamma: float) -> float:
     """A time-aware top level's missed subgoal test costs what failing for its whole budget of
     env steps would (H_top attempts of the levels' full horizons: HAC's -H in env steps)."""
     return float(attempt_reward(np.float64(0.0), np.float64(np.prod(horizons)), gamma))
+
+
+def top_lift_priority(replay: ReplayConfig) -> Optional[LiftPriority]:
+    """replay.lift_priority's weighting of the top level's rows (its goals are the env's)."""
+    if replay.lift_priority <= 0:
+        return None
+    return LiftPriority(replay.lift_index, replay.lift_full, replay.lift_priority)
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,13 @@ class Blueprint:
         time_aware = [False] * top + [agent.top_time_aware]
         penalties = [None] * top + [top_test_penalty(agent.horizons, config.learner.gamma)
                                     if agent.top_time_aware else None]
+        lifts = [None] * top + [top_lift_priority(config.replay)]
         return HierarchicalReplay(
             levels=[LevelSpec(s.horizon, s.goal_dim, s.act_dim,
-                              distance_reached(s.threshold, s.scale), scheme, ends, aware, penalty)
-                    for s, scheme, ends, aware, penalty in zip(
-                        self.spaces, schemes, terminate, time_aware, penalties)],
+                              distance_reached(s.threshold, s.scale), scheme, ends, aware, penalty,
+                              lift)
+                    for s, scheme, ends, aware, penalty, lift in zip(
+                        self.spaces, schemes, terminate, time_aware, penalties, lifts)],
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
             gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
             obs_clip=config.learner.obs_clip, her_at_sample=config.replay.her_at_sample,

@@ -211,6 +211,16 @@ class ReplayConfig:
     SB3 and mrl do), instead of storing it with agent.relabel_k hindsight goals fixed at
     insert: the same mix of goals, and capacity rows then hold relabel_k + 1 times the env
     steps. For the hac, future and final schemes."""
+    lift_priority: float = 0.0
+    """Replay the top level's rows of episodes whose achieved goal rose (an object lifted) up
+    to 1 + this times as often as those of episodes where it did not: a row's weight is
+    1 + lift_priority * min(rise / lift_full, 1), after energy-based prioritisation (Zhao and
+    Tresp 2018; algo/priority.py). For PickAndPlace's air goals, which the top level otherwise
+    learns from the few episodes that lifted the object. 0: uniform sampling."""
+    lift_index: int = 2
+    """The env goal's coordinate that is height, for lift_priority (Fetch: 2, the object's z)."""
+    lift_full: float = 0.05
+    """The rise (goal units; Fetch: metres) that earns the full weight, for lift_priority."""
 
 
 @dataclass(frozen=True)

@@ -123,13 +123,15 @@ def prepare_run_dir(run_dir: Path, write_config: Callable[[Path], None], resume:
 
 def check_resume_config(run_dir: Path, config: Config) -> None:
     """A resumed run must keep the shapes of the saved one: its networks' and its replay
-    buffer's (the hindsight columns of replay.her_at_sample)."""
+    buffer's (the hindsight columns of replay.her_at_sample, the weights of
+    replay.lift_priority)."""
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"cannot resume: {run_dir} holds no hacray run (no config.yaml)")
     saved = load_config(run_dir / "config.yaml")
     for section, key in (("env", "id"), ("agent", "levels"), ("learner", "hidden"),
                          ("learner", "top_hidden"),
-                         ("agent", "lower_sees_goal"), ("replay", "her_at_sample")):
+                         ("agent", "lower_sees_goal"), ("replay", "her_at_sample"),
+                         ("replay", "lift_priority")):
         old, new = getattr(getattr(saved, section), key), getattr(getattr(config, section), key)
         if old != new:
             raise ConfigError(f"config: {section}.{key} is {new!r} but the run being resumed "

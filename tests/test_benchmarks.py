@@ -521,7 +521,7 @@ def test_replay_lift_reports_each_level_and_refuses_a_run_without_snapshots(tmp_
     lift = _script("replay_lift")
     top = _ring([0.5] * 5 + [0.4] * 5, [0.6] * 10, [0] * 10, 0, 10)
     low = _ring([0.4] * 10, [0.0] * 10, [-1] * 10, 0, 10)
-    low["data"]["goal"] = np.zeros((10, 5), np.float32)  # a subgoal: not the env goal's size
+    low["data"]["goal"][:, 2] = 0.6   # subgoals high up: not air goals, no goal columns
     path = tmp_path / "checkpoints" / "replay_000000001000.pt"
     path.parent.mkdir()
     torch.save({"buffers": [low, top]}, path)

@@ -57,6 +57,15 @@ def test_a_top_level_with_its_own_network_size_learns_it_too(tmp_path, point_mas
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+def test_a_top_level_replaying_rising_episodes_more_often_learns_it_too(tmp_path,
+                                                                         point_mass_yaml):
+    """replay.lift_priority=4 on the goal's y (a stand-in for height): the top level's rows are
+    drawn by weight, and their weights go into the replay snapshot and back."""
+    records = train(tmp_path, point_mass_yaml, "replay.lift_priority=4", "replay.lift_index=1",
+                    "replay.lift_full=0.3")
+    assert records[-1]["eval/success_rate"] >= 0.9
+
+
 def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
     assert records[-1]["eval/success_rate"] >= 0.9

@@ -98,6 +98,7 @@ def every_file(run_dir):
     ("agent.levels=1", "agent.levels is 1 but the run being resumed used 2"),
     ("learner.hidden=[32]", "learner.hidden is [32] but the run being resumed used [64, 64]"),
     ("learner.top_hidden=[32]", "learner.top_hidden is [32] but the run being resumed used None"),
+    ("replay.lift_priority=2.0", "replay.lift_priority is 2.0 but the run being resumed used 0.0"),
     ("replay.her_at_sample=true", "replay.her_at_sample is True but the run being resumed "
                                   "used False"),
     ("agent.lower_sees_goal=true", "agent.lower_sees_goal is True but the run being resumed "
@@ -111,7 +112,8 @@ def test_resuming_with_other_shapes_is_one_line_exit_2_and_changes_nothing(
     assert main(base + ["--max-env-steps", "600"]) == 0
     capsys.readouterr()
     before = every_file(run_dir)
-    extra = ["--set", "agent.horizons=[30]"] if change == "agent.levels=1" else []
+    extra = {"agent.levels=1": ["--set", "agent.horizons=[30]"],
+             "replay.lift_priority=2.0": ["--set", "replay.lift_index=1"]}.get(change, [])
     code = main(base + ["--max-env-steps", "900", "--resume", "--set", change, *extra])
     _, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and message in err, err

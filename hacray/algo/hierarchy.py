@@ -146,6 +146,10 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     if reach is not None and levels > 1 and len(reach) != sub_dim:
         raise ConfigError(f"config: agent.subgoal_reach needs one distance per subgoal "
                           f"coordinate ({sub_dim}), got {len(reach)}")
+    replay = config.replay
+    if replay.lift_priority > 0 and replay.lift_index >= spec.goal_dim:
+        raise ConfigError(f"config: replay.lift_index {replay.lift_index} is not a coordinate of "
+                          f"{spec.id}'s goal (0-{spec.goal_dim - 1})")
     direct = np.asarray((agent.top_action_indices or []) if levels > 1 else [], np.int64)
     if len(direct) and (direct.max() >= spec.action_dim or len(direct) >= spec.action_dim):
         raise ConfigError(f"config: agent.top_action_indices {agent.top_action_indices} must be "

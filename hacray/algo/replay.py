@@ -14,6 +14,7 @@ import numpy as np
 
 from hacray.algo import her_sample, normalizer
 from hacray.algo.her_sample import Hindsight
+from hacray.algo.priority import LiftPriority, lift_weight, weighted_rows
 from hacray.algo.relabel import segment_transitions
 from hacray.goals import ReachedFn
 from hacray.types import Episode, NormalizerStats, Transitions
@@ -21,24 +22,30 @@ from hacray.types import Episode, NormalizerStats, Transitions
 
 class RingBuffer:
     """Fixed-capacity FIFO of transitions; the oldest rows are overwritten first. With
-    ``hindsight`` each row also keeps its her_sample.Hindsight columns."""
+    ``hindsight`` each row also keeps its her_sample.Hindsight columns; with ``max_weight``
+    each row keeps a sampling weight in (0, max_weight] (replay.lift_priority)."""
 
     def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_dim: int,
-                 hindsight: bool = False):
+                 hindsight: bool = False, max_weight: Optional[float] = None):
         self.capacity, self.size, self.cursor = capacity, 0, 0
+        self.max_weight = max_weight
         shapes = dict(obs=obs_dim, goal=goal_dim, action=act_dim, reward=None, discount=None,
                       next_obs=obs_dim)
         if hindsight:
             shapes.update(achieved_next=goal_dim, ahead=None, mode=None)
+        if max_weight is not None:
+            shapes.update(weight=None)
         self.data = {k: np.zeros((capacity,) if d is None else (capacity, d), np.float32)
                      for k, d in shapes.items()}
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, batch: Transitions, hindsight: Optional[Hindsight] = None) -> None:
-        """Append rows (and their hindsight columns, in a hindsight buffer); a batch larger
-        than the capacity keeps only its newest rows."""
+    def add(self, batch: Transitions, hindsight: Optional[Hindsight] = None,
+            weight: float = 1.0) -> None:
+        """Append rows (and their hindsight columns, in a hindsight buffer; their sampling
+        weight, in a weighted one); a batch larger than the capacity keeps only its newest
+        rows."""
         n = len(batch)
         if n == 0:
             return
@@ -49,12 +56,20 @@ class RingBuffer:
             columns += list(zip(Hindsight._fields, hindsight))
         for name, column in columns:
             self.data[name][rows[keep]] = column[keep]
+        if self.max_weight is not None:
+            self.data["weight"][rows[keep]] = weight
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.capacity, self.size + n)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
-        """Uniform sample with replacement."""
-        return self.rows(rng.integers(0, self.size, size=batch_size))
+        """Sample with replacement: uniform, or in proportion to the rows' weights."""
+        return self.rows(self.draw(batch_size, rng))
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """Row indices of a sample with replacement (uniform, or by weight)."""
+        if self.max_weight is None:
+            return rng.integers(0, self.size, size=batch_size)
+        return weighted_rows(self.data["weight"], self.size, batch_size, self.max_weight, rng)
 
     def rows(self, idx: np.ndarray) -> Transitions:
         return Transitions(*(self.data[name][idx] for name in Transitions._fields))
@@ -108,6 +123,9 @@ class LevelSpec:
     """Actions are paid by the env steps they took (agent.top_time_aware; relabel.py)."""
     test_penalty: float | None = None
     """Reward of a missed subgoal test; None: HAC's -horizon."""
+    lift: LiftPriority | None = None
+    """Rows of episodes whose achieved goal rose are sampled more often (priority.py); this
+    level's goals must be the env's. None: uniform."""
 
 
 class HierarchicalReplay:
@@ -123,8 +141,8 @@ class HierarchicalReplay:
         self.levels, self.gamma, self.k = levels, gamma, k
         self.drop_degenerate, self.her_at_sample = drop_degenerate, her_at_sample
         self.obs_clip, self.rng = obs_clip, rng
-        self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim, her_at_sample)
-                        for lv in levels]
+        self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim, her_at_sample,
+                                   lv.lift.max_weight if lv.lift else None) for lv in levels]
         self.obs_stats = normalizer.empty_stats(obs_dim)
         self.goal_stats = [normalizer.empty_stats(lv.goal_dim) for lv in levels]
         self.episodes = 0
@@ -144,6 +162,8 @@ class HierarchicalReplay:
         top = len(self.levels) - 1
         for level, segments in enumerate(episode.segments):
             spec = self.levels[level]
+            weight = 1.0 if spec.lift is None else lift_weight(
+                np.vstack([s.achieved for s in segments]), spec.lift)
             for segment in segments:
                 keep_original = not (level == top and episode.stats.degenerate
                                      and self.drop_degenerate)
@@ -151,13 +171,13 @@ class HierarchicalReplay:
                     self.buffers[level].add(*her_sample.base_rows(
                         segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
                         terminate_on_goal=spec.terminate_on_goal, keep_original=keep_original,
-                        rng=self.rng))
+                        rng=self.rng), weight=weight)
                 else:
                     self.buffers[level].add(segment_transitions(
                         segment, reached=spec.reached, gamma=self.gamma, horizon=spec.horizon,
                         scheme=spec.scheme, k=self.k, terminate_on_goal=spec.terminate_on_goal,
                         rng=self.rng, keep_original=keep_original, time_aware=spec.time_aware,
-                        test_penalty=spec.test_penalty))
+                        test_penalty=spec.test_penalty), weight=weight)
                 self.goal_stats[level] = normalizer.merge(
                     self.goal_stats[level],
                     normalizer.stats_of(np.vstack([segment.achieved, segment.goal[None]]),
@@ -187,7 +207,7 @@ class HierarchicalReplay:
 
     def _sample_relabelled(self, buffer: RingBuffer, spec: LevelSpec, batch_size: int
                            ) -> Transitions:
-        idx = self.rng.integers(0, buffer.size, size=batch_size)
+        idx = buffer.draw(batch_size, self.rng)
         hindsight = buffer.hindsight(idx)
         offsets = her_sample.draw_offsets(hindsight.ahead, hindsight.mode, spec.scheme, self.k,
                                           self.rng)
