@@ -29,7 +29,7 @@ def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
     The env is open: the caller closes it; ``render``: made to render frames (videos)."""
     path = checkpoint.resolve(target)
     state = checkpoint.read(path)  # before any env: a file that holds no policy is one line
-    config = _config_of(path, state)
+    config = config_of(path, state)
     env = make_env(config.env, render)
     blueprint = Blueprint.of(config, env.spec)
     learner = blueprint.learner()
@@ -39,7 +39,7 @@ def load_policy(target: Path, render: bool = False) -> LoadedPolicy:
     return LoadedPolicy(path, config, env, policy, state.counters.env_steps)
 
 
-def _config_of(path: Path, state: checkpoint.RunState) -> Config:
+def config_of(path: Path, state: checkpoint.RunState) -> Config:
     """The config a checkpoint was trained with: the one it keeps, else its run's config.yaml
     (checkpoints written before they kept one: these must stay in their run directory)."""
     if state.config is not None:

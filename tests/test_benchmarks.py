@@ -473,7 +473,7 @@ def test_windows_prints_rows_and_medians_and_refuses_a_non_run(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("script", ["argmax_top", "subgoals", "success_by_distance",
-                                    "object_failures"])
+                                    "object_failures", "top_q"])
 def test_a_script_that_reads_a_checkpoint_names_a_missing_one_in_one_line(script, tmp_path):
     missing = tmp_path / "ckpt_000000300000.pt"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"),
@@ -482,6 +482,25 @@ def test_a_script_that_reads_a_checkpoint_names_a_missing_one_in_one_line(script
     assert done.stderr.splitlines() == [f"benchmarks/{script}.py: no checkpoint found at "
                                         f"{missing}"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_top_q_values_each_start_for_its_goal_and_the_moved_goal(tmp_path, capsys):
+    """The top critic's value of its own action at each evaluation start, for the episode's
+    goal and for it with one coordinate moved; bad --move values are one line."""
+    from hacray.cli import main as hacray
+    run = tmp_path / "l2"
+    assert hacray(["train", str(POINT_MASS), "--run-dir", str(run), "--max-env-steps", "300",
+                   "--set", "train.eval_every=300", "--set", "train.tensorboard=false"]) == 0
+    capsys.readouterr()
+    top_q = _script("top_q")
+    report = top_q.main([str(run), "--episodes", "4", "--move", "1=0.25"])
+    assert report["episodes_all"] == 4 and np.isfinite(report["q_all"])
+    assert np.isfinite(report["q_all_moved"]) and report["q_all_moved"] != report["q_all"]
+    assert json.loads(capsys.readouterr().out)["move"] == "1=0.25"
+    with pytest.raises(SystemExit, match="--move index 5 is not a coordinate of PointMass-v0"):
+        top_q.main([str(run), "--move", "5=0"])
+    with pytest.raises(SystemExit, match="--move must look like INDEX=VALUE"):
+        top_q.main([str(run), "--move", "y=0"])
 
 
 def _ring(next_z, goal_z, reward, cursor, capacity):
