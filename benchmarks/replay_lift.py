@@ -1,7 +1,8 @@
 """What a run's replay buffer holds of a lifted object: the share of each level's rows whose next
 state has the object above a height, of rows whose goal is above it (an air goal), and how many
 of those air-goal rows met their goal (reward 0), oldest to newest (issue 19: does the hierarchy
-see lifted objects as often as flat does, to learn PickAndPlace's air goals from?).
+see lifted objects as often as flat does, to learn PickAndPlace's air goals from?). A buffer
+with replay.lift_priority's weights also reports the lifted share of what its sampling draws.
 
 Reads the newest replay snapshot of a run directory (``checkpoints/replay_*.pt``, written with
 each checkpoint) or a snapshot file. Defaults are Fetch's: the object's height is observation
@@ -47,11 +48,16 @@ def oldest_first(buffer: dict[str, Any]) -> np.ndarray:
 
 
 def lift_stats(next_obs: np.ndarray, goal: np.ndarray, reward: np.ndarray, obs_index: int,
-               goal_index: Optional[int], above: float) -> dict[str, float]:
+               goal_index: Optional[int], above: float,
+               weight: Optional[np.ndarray] = None) -> dict[str, float]:
     """Shares of rows with the object above ``above`` after the step, with the goal above it,
-    and of those air-goal rows the share that met their goal (reward 0)."""
-    out = {"rows": int(len(reward)),
-           "lifted": round(float(np.mean(next_obs[:, obs_index] >= above)), 5)}
+    and of those air-goal rows the share that met their goal (reward 0); with ``weight``
+    (replay.lift_priority's), also the lifted share of what sampling draws."""
+    up = next_obs[:, obs_index] >= above
+    out = {"rows": int(len(reward)), "lifted": round(float(np.mean(up)), 5)}
+    if weight is not None:
+        out["lifted_sampled"] = round(float(np.sum(weight * up) / np.sum(weight)), 5)
+        out["weight_mean"] = round(float(np.mean(weight)), 4)
     if goal_index is not None:
         air = goal[:, goal_index] >= above
         out["air_goal"] = round(float(np.mean(air)), 4)
@@ -66,10 +72,14 @@ def level_report(buffer: dict[str, Any], obs_index: int, goal_index: Optional[in
     order = oldest_first(buffer)
     index = goal_index
     parts = np.array_split(order, 5) if fifths else [order]
-    stats = [lift_stats(data["next_obs"][p], data["goal"][p], data["reward"][p], obs_index,
-                        index, above) for p in parts if len(p)]
-    return {"all": lift_stats(data["next_obs"][order], data["goal"][order],
-                              data["reward"][order], obs_index, index, above),
+    weight = data.get("weight")
+
+    def stats_of(rows: np.ndarray) -> dict[str, float]:
+        return lift_stats(data["next_obs"][rows], data["goal"][rows], data["reward"][rows],
+                          obs_index, index, above, None if weight is None else weight[rows])
+
+    stats = [stats_of(p) for p in parts if len(p)]
+    return {"all": stats_of(order),
             **({"fifths": stats} if fifths else {})}
 
 

@@ -536,6 +536,14 @@ def test_replay_lift_counts_lifted_rows_and_met_air_goals(next_z, goal_z, reward
     assert lift.lift_stats(data["next_obs"], data["goal"], data["reward"], 5, 2, 0.45) == expected
 
 
+def test_replay_lift_weighs_the_lifted_share_as_sampling_draws_it():
+    lift = _script("replay_lift")
+    data = _ring([0.42, 0.50, 0.44, 0.43], [0.4] * 4, [-1] * 4, 0, 4)["data"]
+    stats = lift.lift_stats(data["next_obs"], data["goal"], data["reward"], 5, None, 0.45,
+                            np.array([1.0, 5.0, 1.0, 1.0], np.float32))
+    assert stats == {"rows": 4, "lifted": 0.25, "lifted_sampled": 0.625, "weight_mean": 2.0}
+
+
 def test_replay_lift_reports_each_level_and_refuses_a_run_without_snapshots(tmp_path, capsys):
     lift = _script("replay_lift")
     top = _ring([0.5] * 5 + [0.4] * 5, [0.6] * 10, [0] * 10, 0, 10)
