@@ -12,7 +12,8 @@ first moved, the median final object-to-goal distance of the failures, and, of t
 through; many: it was there and was pushed away). ``lifted``: the fraction of episodes whose
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
 with goals in the air, success and untouched split by goal kind (``success_air``,
-``success_table``, ``untouched_air``, ``untouched_table``).
+``success_table``, ``untouched_air``, ``untouched_table``), and the median of how near the
+gripper came to the object in an episode (``gripper_object_closest_median_air`` / ``_table``).
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
 stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
@@ -58,10 +59,16 @@ GRIPPER, OBJECT = slice(0, 3), slice(3, 6)   # Fetch observation layout
 TABLE_TOP_Z = 0.4
 
 
-def object_path(segments) -> np.ndarray:
-    """The object's position at every env step of an episode, from its level-0 segments."""
+def object_path(segments, part: slice = OBJECT) -> np.ndarray:
+    """The object's (or with ``part=GRIPPER`` the gripper's) position at every env step of an
+    episode, from its level-0 segments."""
     obs = np.vstack([segments[0].obs[:1], *(s.obs[1:] for s in segments)])
-    return obs[:, OBJECT]
+    return obs[:, part]
+
+
+def closest_approach(gripper: np.ndarray, obj: np.ndarray) -> float:
+    """How near the gripper came to the object in an episode (metres)."""
+    return float(np.linalg.norm(gripper - obj, axis=1).min())
 
 
 def outcome(path: np.ndarray, goal: np.ndarray, success: bool, touch: float,
@@ -154,7 +161,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     outcomes, first_moves, misses, dwells, lifts, up_steps = [], [], [], [], [], []
     rng = np.random.default_rng(0)
     arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
-    by_kind: dict[str, list[bool]] = {}
+    by_kind: dict[str, list[str]] = {}
+    approach: dict[str, list[float]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = loaded.env.reset(seed)
@@ -170,6 +178,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
             where = goal_kind(loaded.env.spec, goal)
             if where:
                 by_kind.setdefault(where, []).append(kind)
+                approach.setdefault(where, []).append(
+                    closest_approach(object_path(episode.segments[0], GRIPPER), path))
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
             if moved.size:
                 first_moves.append(int(moved[0]))
@@ -194,6 +204,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                        for k, v in sorted(by_kind.items())},
                     **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
+                    **{f"gripper_object_closest_median_{k}": round(float(np.median(v)), 3)
+                       for k, v in sorted(approach.items())},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves
                     else None,
                     "miss_distance_median": round(float(np.median(misses)), 3) if misses

@@ -205,6 +205,39 @@ def test_object_failures_can_slow_the_lowest_level_only():
     assert slowed.spaces == ("level 0", "level 1")
 
 
+@pytest.mark.parametrize("gripper,expected", [
+    ([[0, 0, 0], [0, 0, 0.1]], 0.1),      # it stayed 0.1 away at best
+    ([[0.3, 0, 0], [0, 0, 0.02]], 0.02),  # the nearest step counts, wherever the object is
+])
+def test_object_failures_measures_how_near_the_gripper_came_to_the_object(gripper, expected):
+    obj = np.array([[0, 0, 0.2], [0, 0, 0]], np.float32)
+    near = _script("object_failures").closest_approach(np.array(gripper, np.float32), obj)
+    assert near == pytest.approx(expected)
+
+
+@pytest.mark.mujoco
+def test_object_failures_plays_a_pick_and_place_policy_exploring_with_changed_settings(
+        tmp_path, capsys):
+    from hacray.cli import main as hacray
+    run_dir = tmp_path / "run"
+    assert hacray(["train", str(ROOT / "configs" / "fetch_pick_and_place_l2.yaml"), "--run-dir",
+                   str(run_dir), "--max-env-steps", "200", "--set", "train.eval_every=200",
+                   "--set", "train.eval_episodes=1", "--set", "train.tensorboard=false",
+                   "--set", "train.video_every=0", "--set", "learner.hidden=[16]",
+                   "--set", "replay.min_size=100"]) == 0
+    capsys.readouterr()
+    bench = _script("object_failures")
+    report = bench.main([str(run_dir), "--episodes", "8", "--explore",
+                         "--agent", "level_random_eps=[0.0,0.2]"])
+    assert report["explore"] is True and report["agent_changes"] == ["level_random_eps=[0.0,0.2]"]
+    assert 0.0 <= report["lifted_steps"] <= 1.0
+    kinds = [k[len("untouched_"):] for k in report if k.startswith("untouched_")]
+    assert kinds and set(kinds) <= {"air", "table"}
+    assert all(report[f"gripper_object_closest_median_{k}"] >= 0.0 for k in kinds)
+    with pytest.raises(SystemExit, match="unknown key 'agent.nope'"):
+        bench.main([str(run_dir), "--episodes", "1", "--agent", "nope=1"])
+
+
 def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
     from hacray.cli import main as hacray
     run_dir = tmp_path / "run"
