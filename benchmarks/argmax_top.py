@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -29,7 +28,7 @@ from hacray import checkpoint, seeding
 from hacray.algo.rollout import Policy, run_episode
 from hacray.algo.networks import Critic
 from hacray.blueprint import Blueprint
-from hacray.errors import CheckpointError, ConfigError
+from hacray.errors import run_script
 from hacray.evaluate import load_policy
 
 
@@ -110,8 +109,4 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
-        print(f"benchmarks/argmax_top.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "benchmarks/argmax_top.py")

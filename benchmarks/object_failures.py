@@ -51,7 +51,7 @@ from hacray import seeding
 from hacray.config import config_from_dict, to_dict
 from hacray.algo.rollout import run_episode
 from hacray.envs import goal_kind
-from hacray.errors import CheckpointError, ConfigError
+from hacray.errors import ConfigError, run_script
 from hacray.evaluate import load_policy
 
 OBJECT_TASKS = ("FetchPush", "FetchPickAndPlace", "FetchSlide")
@@ -219,8 +219,4 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
-        print(f"benchmarks/object_failures.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "benchmarks/object_failures.py")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,7 +35,7 @@ import numpy as np
 from hacray import seeding
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.rollout import run_episode
-from hacray.errors import CheckpointError, ConfigError
+from hacray.errors import run_script
 from hacray.evaluate import load_policy
 from hacray.goals import distance_reached
 from hacray.types import Segment
@@ -199,8 +198,4 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
-        print(f"benchmarks/subgoals.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "benchmarks/subgoals.py")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from hacray import seeding
 from hacray.algo.rollout import run_episode
-from hacray.errors import CheckpointError, ConfigError
+from hacray.errors import run_script
 from hacray.evaluate import load_policy
 
 
@@ -108,8 +107,4 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
-        print(f"benchmarks/success_by_distance.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "benchmarks/success_by_distance.py")

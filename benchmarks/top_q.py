@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +21,7 @@ import torch
 from hacray import checkpoint, seeding
 from hacray.blueprint import Blueprint
 from hacray.envs import goal_kind, make_env
-from hacray.errors import CheckpointError, ConfigError
+from hacray.errors import run_script
 from hacray.evaluate import config_of
 
 
@@ -88,8 +87,4 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, ConfigError) as err:  # one line and status 2, as hacray's
-        print(f"benchmarks/top_q.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "benchmarks/top_q.py")
