@@ -129,6 +129,8 @@ def validate(config: Any) -> None:
     if env.subgoal_scale is not None and not all(
             math.isfinite(w) and w > 0 for w in env.subgoal_scale):
         raise ConfigError("config: env.subgoal_scale must hold finite weights > 0")
+    if not 0.0 <= env.grasp_start <= 1.0:
+        raise ConfigError(f"config: env.grasp_start must lie in [0, 1], got {env.grasp_start}")
     if env.subgoal_low is not None and any(
             lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
         raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")

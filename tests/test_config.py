@@ -49,6 +49,7 @@ BAD = [
      "env.subgoal_low must be below"),
     ("env:\n  subgoal_scale: [1, 0]\n", "env.subgoal_scale must hold finite weights > 0"),
     ("env:\n  subgoal_scale: [1, .nan]\n", "env.subgoal_scale must hold finite weights > 0"),
+    ("env:\n  grasp_start: 1.5\n", "env.grasp_start must lie in [0, 1], got 1.5"),
     ("learner: [1, 2]\n", "'learner' must be a mapping"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("learner:\n  actor_lr: [\n", "malformed YAML"),
@@ -134,3 +135,10 @@ def test_samples_per_env_step_hold_while_the_batch_grows(batch, ratio):
 def test_without_samples_per_env_step_the_ratio_is_as_given():
     config = load_config(None, ("replay.updates_per_env_step=0.25", "learner.batch_size=1024"))
     assert config.replay.updates_per_env_step == 0.25 and config.replay.samples_per_env_step is None
+
+
+def test_grasp_start_is_refused_on_the_point_mass():
+    from hacray.envs import make_env
+    config = load_config(None, ("env.id=PointMass-v0", "env.grasp_start=0.5"))
+    with pytest.raises(ConfigError, match="env.grasp_start needs a Fetch task .*PointMass-v0 has none"):
+        make_env(config.env)

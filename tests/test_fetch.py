@@ -178,3 +178,31 @@ def test_fetch_reach_reaches_0_9_within_10k_env_steps(tmp_path, configs_dir, lev
                  "--seed", "1", "--max-env-steps", "10000"]) == 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["eval/success_rate"] for r in records) >= 0.9
+
+
+def test_a_grasped_start_holds_the_object_as_the_arm_moves():
+    """start_grasped: the object closed in the fingers at the gripper's start, the goal and the
+    step count as reset left them; the object goes where the gripper goes, and falls when the
+    fingers open."""
+    env = make_env(EnvConfig(id="FetchPickAndPlace-v4", grasp_start=0.5))
+    obs, _, goal = env.reset(4)
+    table_z = obs[5]
+    obs, achieved, same_goal = env.start_grasped()
+    np.testing.assert_array_equal(same_goal, goal)
+    np.testing.assert_array_equal(achieved, obs[3:6])
+    assert env.elapsed == 0
+    assert np.linalg.norm(obs[6:9]) < 0.015 and obs[5] > table_z + 0.08  # in hand, lifted
+    assert 0.02 < obs[9] < 0.03 and 0.02 < obs[10] < 0.03  # fingers closed on a 5 cm cube
+    for _ in range(10):
+        obs, *_ = env.step(np.float32([0.5, -0.3, 0.5, -1.0]))
+    assert np.linalg.norm(obs[6:9]) < 0.015
+    for _ in range(5):
+        obs, *_ = env.step(np.float32([0.0, 0.0, 0.0, 1.0]))
+    assert np.linalg.norm(obs[6:9]) > 0.05  # let go: it fell
+
+
+@pytest.mark.parametrize("task", ["FetchPush-v4", "FetchReach-v4"])
+def test_grasp_start_is_refused_where_there_is_nothing_to_grasp(task):
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match=f"env.grasp_start needs .*; {task} has none"):
+        make_env(EnvConfig(id=task, grasp_start=0.5))

@@ -619,3 +619,59 @@ def test_a_subgoal_reach_of_the_wrong_length_is_refused():
     with pytest.raises(ConfigError, match=r"agent.subgoal_reach needs one distance per subgoal "
                        r"coordinate \(2\), got 1"):
         Blueprint.of(config, make_env(config.env).spec)
+
+
+class CountsGraspedStarts:
+    """PointMass, with a spec that asks for grasped starts and a count of them."""
+
+    def __init__(self, env, share):
+        from dataclasses import replace
+        self.env, self.spec, self.grasped = env, replace(env.spec, grasp_start=share), 0
+
+    def reset(self, seed):
+        return self.env.reset(seed)
+
+    def start_grasped(self):
+        self.grasped += 1
+        obs, achieved, goal = self.env.reset(0)
+        return obs, achieved, goal
+
+    def step(self, action):
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("share,explore,grasped", [
+    (1.0, True, 20),   # every training episode starts grasped
+    (1.0, False, 0),   # evaluation never does
+    (0.5, True, None),  # some of them: checked against the rng's own draws below
+    (0.0, True, 0),
+])
+def test_grasp_start_gives_that_share_of_training_episodes_a_grasped_start(share, explore,
+                                                                            grasped):
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", "learner.hidden=[16]"))
+    env = CountsGraspedStarts(make_env(config.env), share)
+    blueprint = Blueprint.of(config, env.spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    rng = np.random.default_rng(3)
+    for seed in range(20):
+        run_episode(env, policy, config.agent, seed, rng, explore)
+    if grasped is None:
+        assert 3 <= env.grasped <= 17
+    else:
+        assert env.grasped == grasped
+
+
+def test_no_grasp_start_leaves_the_episode_as_it_was():
+    """grasp_start 0 draws nothing: the same episode, draw for draw, as an env without it."""
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", "learner.hidden=[16]"))
+    blueprint = Blueprint.of(config, make_env(config.env).spec)
+    policy = blueprint.policy()
+    policy.set_weights(blueprint.learner().weights())
+    plain = run_episode(make_env(config.env), policy, config.agent, 5, np.random.default_rng(1), True)
+    counted = run_episode(CountsGraspedStarts(make_env(config.env), 0.0), policy, config.agent, 5,
+                          np.random.default_rng(1), True)
+    np.testing.assert_array_equal(plain.segments[0][0].actions, counted.segments[0][0].actions)
+    assert repr(plain.stats) == repr(counted.stats)  # repr: NaN equals NaN

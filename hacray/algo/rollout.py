@@ -150,6 +150,8 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     spaces = policy.spaces
     top = len(spaces) - 1
     obs, achieved, goal = env.reset(env_seed)
+    if explore and env.spec.grasp_start and rng.random() < env.spec.grasp_start:
+        obs, achieved, goal = env.start_grasped()  # training only: evaluation never draws
     rec = _Recorder(segments=[[] for _ in spaces], obs=obs, env_achieved=achieved,
                     subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)),
                     goals=[goal] * len(spaces), on_step=on_step,

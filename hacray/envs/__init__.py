@@ -36,6 +36,9 @@ class EnvSpec:
     air_goal_z: float | None = None
     """Goals higher than this (z, the goal's third coordinate) lie in the air: set for tasks
     that draw some goals above the table (FetchPickAndPlace), where lifting is the hard part."""
+    grasp_start: float = 0.0
+    """Share of training episodes that start with the object in the gripper (env.grasp_start):
+    an env that allows it has ``start_grasped()``."""
 
 
 class GoalEnv(Protocol):
@@ -80,10 +83,15 @@ Subgoal = tuple[list[int], list[float], list[float]]
 def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, action_dim: int,
                  max_episode_steps: int, goal_threshold: float,
                  default_subgoal: Subgoal,
-                 obs_bounds: tuple[np.ndarray, np.ndarray] | None = None, air_goal_z: float | None = None) -> EnvSpec:
+                 obs_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                 air_goal_z: float | None = None, can_grasp: bool = False) -> EnvSpec:
     """Fill the task's defaults into whatever the config leaves unset, and check the result.
-    ``obs_bounds``: the observation box, where subgoal bounds the config omits come from."""
+    ``obs_bounds``: the observation box, where subgoal bounds the config omits come from.
+    ``can_grasp``: the env can start an episode with the object in the gripper."""
     indices, low, high = subgoal_space(config, default_subgoal, obs_dim, obs_bounds, id)
+    if config.grasp_start and not can_grasp:
+        raise ConfigError(f"config: env.grasp_start needs a Fetch task with an object and a free "
+                          f"gripper (FetchPickAndPlace); {id} has none")
     threshold = config.goal_threshold if config.goal_threshold is not None else goal_threshold
     return EnvSpec(
         id=id, obs_dim=obs_dim, goal_dim=goal_dim, action_dim=action_dim,
@@ -92,7 +100,8 @@ def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, act
         subgoal_low=np.asarray(low, np.float32), subgoal_high=np.asarray(high, np.float32),
         subgoal_threshold=(config.subgoal_threshold if config.subgoal_threshold is not None
                            else threshold),
-        subgoal_scale=subgoal_scale(config, len(indices), id), air_goal_z=air_goal_z)
+        subgoal_scale=subgoal_scale(config, len(indices), id), air_goal_z=air_goal_z,
+        grasp_start=config.grasp_start)
 
 
 def subgoal_scale(config: EnvConfig, sub_dim: int, name: str) -> np.ndarray | None:

@@ -75,7 +75,8 @@ class FetchEnv:
             max_episode_steps=self.env.spec.max_episode_steps,
             goal_threshold=float(self.env.unwrapped.distance_threshold),
             default_subgoal=DEFAULT_SUBGOALS[_family(config.id)],
-            air_goal_z=_air_goal_z(self.env.unwrapped))
+            air_goal_z=_air_goal_z(self.env.unwrapped),
+            can_grasp=bool(self.env.unwrapped.has_object and not self.env.unwrapped.block_gripper))
         # reset and step skip the env's render call, which only a "human" render mode makes
         assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"
         if model_of is not None:
@@ -111,6 +112,14 @@ class FetchEnv:
         obs, achieved = self.sim.observe()
         return obs, achieved.astype(np.float32), env.goal.astype(np.float32)
 
+    def start_grasped(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """After ``reset``: the object moved into the gripper, closed on it at its start pose
+        (env.grasp_start). Returns the new first observation, achieved goal and the same goal;
+        the episode's step count stays 0."""
+        self.sim.grasp()
+        obs, achieved = self.sim.observe()
+        return obs, achieved.astype(np.float32), self.env.unwrapped.goal.astype(np.float32)
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
         """gymnasium-robotics' ``step`` and TimeLimit, minus the wrappers and name look-ups."""
         obs, achieved, success = self.sim.step(action)
@@ -123,6 +132,13 @@ class FetchEnv:
 
 
 ROTATION_DELTA = np.array([1.0, 0.0, 1.0, 0.0])  # the env's fixed "rotation" increment
+GRASP_OPEN = 0.03
+"""Each finger's opening (m) when the object (a 5 cm cube) is put between them."""
+GRASP_CLOSE = np.array([0.0, 0.0, 0.0, -1.0], np.float32)
+"""The action that closes the fingers and keeps the gripper where it is."""
+GRASP_STEPS = 3
+"""Env steps of GRASP_CLOSE that close the fingers on the object (measured: the object falls
+about 9 mm before they hold it, then stays within ~1 cm of the grip while the arm moves)."""
 
 
 class _FetchSim:
@@ -164,6 +180,23 @@ class _FetchSim:
         self.relative = model.actuator_biastype != 0
         self.servo_qpos = model.jnt_qposadr[model.actuator_trnid[:, 0]]
         self.no_grip = np.zeros(2)
+        if env.has_object:
+            joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "object0:joint")
+            self.object_qpos = int(model.jnt_qposadr[joint])  # a free joint: 3 + 4 entries
+            self.object_qvel = int(model.jnt_dofadr[joint])  # 6 entries
+
+    def grasp(self) -> None:
+        """The object put at the grip site between open fingers, upright and at rest, then
+        the fingers closed on it (GRASP_STEPS steps of GRASP_CLOSE)."""
+        assert self.object >= 0 and not self.block_gripper, "grasp: an object and free fingers"
+        self.qpos[self.finger_qpos] = GRASP_OPEN
+        at = self.object_qpos
+        self.qpos[at:at + 3] = self.site_xpos[self.grip]
+        self.qpos[at + 3:at + 7] = (1.0, 0.0, 0.0, 0.0)
+        self.qvel[self.object_qvel:self.object_qvel + 6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        for _ in range(GRASP_STEPS):
+            self.step(GRASP_CLOSE)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """(observation, achieved goal, success) after one env step; float32 arrays."""
