@@ -50,7 +50,7 @@ import yaml
 from hacray import seeding
 from hacray.config import config_from_dict, to_dict
 from hacray.algo.rollout import run_episode
-from hacray.envs import goal_kind
+from hacray.envs import goal_kind, grasped_starts
 from hacray.errors import ConfigError, run_script
 from hacray.evaluate import load_policy
 
@@ -134,6 +134,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                         "exploration (noise, random actions, subgoal tests)")
     parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
                         help="play with this agent setting changed (repeatable)")
+    parser.add_argument("--grasped", action="store_true", help="start every episode with the "
+                        "object in the gripper (env.grasp_start's start)")
     parser.add_argument("--seed-offset", type=int, default=1000)
     parser.add_argument("--level0-speed", type=float, default=1.0, help="multiply the lowest "
                         "level's actions by this at play time (a counterfactual; 1: as trained)")
@@ -157,6 +159,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         except ConfigError as err:
             loaded.env.close()
             sys.exit(f"object_failures: {err}")
+    env = grasped_starts(loaded.env, "object_failures") if args.grasped else loaded.env
     policy = Slowed(loaded.policy, args.level0_speed) if args.level0_speed != 1 else loaded.policy
     outcomes, first_moves, misses, dwells, lifts, up_steps = [], [], [], [], [], []
     rng = np.random.default_rng(0)
@@ -165,17 +168,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
     approach: dict[str, list[float]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
-            _, _, goal = loaded.env.reset(seed)
+            _, _, goal = env.reset(seed)
             if not args.explore:
                 rng = np.random.default_rng(0)
-            episode = run_episode(loaded.env, policy, agent, seed, rng, explore=args.explore)
+            episode = run_episode(env, policy, agent, seed, rng, explore=args.explore)
             path = object_path(episode.segments[0])
             up_steps.append((path[1:, 2] - path[0, 2] > args.lift).mean())
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
                            args.threshold)
             outcomes.append(kind)
             lifts.append(lifted(path, args.lift))
-            where = goal_kind(loaded.env.spec, goal)
+            where = goal_kind(env.spec, goal)
             if where:
                 by_kind.setdefault(where, []).append(kind)
                 approach.setdefault(where, []).append(
@@ -196,7 +199,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
                     "episodes": args.episodes, "explore": args.explore,
                     "hold_at_goal": agent.hold_at_goal, "agent_changes": args.agent,
-                    "level0_speed": args.level0_speed,
+                    "level0_speed": args.level0_speed, "grasped": args.grasped,
                     **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
                     "lifted": round(float(np.mean(lifts)), 3),
                     "lifted_steps": round(float(np.mean(up_steps)), 4),

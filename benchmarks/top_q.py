@@ -4,6 +4,8 @@ and table). ``--move INDEX=VALUE`` also values each start with that goal coordin
 VALUE (e.g. ``2=0.4247``: the same goal put down on PickAndPlace's table), to tell a top level
 that finds one kind of goal hopeless (its value at the floor of a whole failed episode) from
 one that has learned both (issue 19: why the hierarchy does not go for air goals).
+``--grasped`` values each start with the object already in the gripper (env.grasp_start's
+start): whether the top level values an air goal once the object is held.
 
     python benchmarks/top_q.py runs/pnp/checkpoints/ckpt_000001000000.pt --episodes 60 \\
         --move 2=0.4247
@@ -20,7 +22,7 @@ import torch
 
 from hacray import checkpoint, seeding
 from hacray.blueprint import Blueprint
-from hacray.envs import goal_kind, make_env
+from hacray.envs import goal_kind, grasped_starts, make_env
 from hacray.errors import run_script
 from hacray.evaluate import config_of
 
@@ -40,6 +42,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("target", type=Path, help="a checkpoint, or a run directory (its best)")
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--move", help="INDEX=VALUE: also value the goal with this coordinate set")
+    parser.add_argument("--grasped", action="store_true",
+                        help="value starts with the object in the gripper")
     parser.add_argument("--seed-offset", type=int, default=1000)
     args = parser.parse_args(argv)
     move = parse_move(args.move)
@@ -48,6 +52,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     config = config_of(path, state)
     env = make_env(config.env)
     try:
+        if args.grasped:
+            env = grasped_starts(env, "top_q")
         if move is not None and not 0 <= move[0] < env.spec.goal_dim:
             raise SystemExit(f"top_q: --move index {move[0]} is not a coordinate of "
                              f"{config.env.id}'s goal (0-{env.spec.goal_dim - 1})")
@@ -76,7 +82,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         env.close()
     report: dict = {"checkpoint": str(path), "env_steps": state.counters.env_steps,
                     "episodes": args.episodes, "q_low": blueprint.spaces[-1].q_low,
-                    "move": args.move}
+                    "move": args.move, "grasped": args.grasped}
     for kind, pairs in sorted(values.items()):
         report[f"episodes_{kind}"] = len(pairs)
         report[f"q_{kind}"] = round(float(np.median([q for q, _ in pairs])), 3)

@@ -236,6 +236,15 @@ def test_object_failures_plays_a_pick_and_place_policy_exploring_with_changed_se
     assert all(report[f"gripper_object_closest_median_{k}"] >= 0.0 for k in kinds)
     with pytest.raises(SystemExit, match="unknown key 'agent.nope'"):
         bench.main([str(run_dir), "--episodes", "1", "--agent", "nope=1"])
+    # --grasped: every episode starts with the object in the gripper, so the gripper is at the
+    # object from the first step; the top critic values such starts too
+    held = bench.main([str(run_dir), "--episodes", "4", "--grasped"])
+    assert held["grasped"] is True
+    assert all(held[f"gripper_object_closest_median_{k}"] < 0.02
+               for k in ("air", "table") if f"untouched_{k}" in held)
+    top = _script("top_q").main([str(run_dir), "--episodes", "4", "--grasped"])
+    assert top["grasped"] is True and all(np.isfinite(top[f"q_{k}"]) for k in ("air", "table")
+                                          if f"q_{k}" in top)
 
 
 def test_object_failures_refuses_a_task_without_an_object(tmp_path, capsys):
@@ -534,6 +543,9 @@ def test_top_q_values_each_start_for_its_goal_and_the_moved_goal(tmp_path, capsy
         top_q.main([str(run), "--move", "5=0"])
     with pytest.raises(SystemExit, match="--move must look like INDEX=VALUE"):
         top_q.main([str(run), "--move", "y=0"])
+    with pytest.raises(SystemExit, match="top_q: --grasped: grasped starts need a Fetch task "
+                                         "with an object .*; PointMass-v0 has none"):
+        top_q.main([str(run), "--grasped"])
 
 
 def _ring(next_z, goal_z, reward, cursor, capacity):

@@ -76,6 +76,17 @@ def make_envs(config: EnvConfig, n: int, render: bool = False) -> list[GoalEnv]:
     return [first] + [FetchEnv(config, model_of=first) for _ in range(n - 1)]
 
 
+def grasped_starts(env: GoalEnv, script: str) -> GoalEnv:
+    """``env`` with every episode started with the object in the gripper (a benchmark script's
+    ``--grasped``); a task without an object to grasp exits with one line naming ``script``."""
+    from hacray.envs.fetch import GraspedStarts
+    try:
+        return GraspedStarts(env)
+    except ConfigError as err:
+        env.close()
+        raise SystemExit(f"{script}: --grasped: {err}") from None
+
+
 Subgoal = tuple[list[int], list[float], list[float]]
 """A subgoal space: observation indices, and the lower and upper bound of each."""
 

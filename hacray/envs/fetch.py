@@ -68,6 +68,8 @@ class FetchEnv:
         if config.max_episode_steps:
             kwargs["max_episode_steps"] = config.max_episode_steps
         self.env = gymnasium.make(config.id, **kwargs)
+        self.can_grasp = bool(self.env.unwrapped.has_object and not self.env.unwrapped.block_gripper)
+        """Whether ``start_grasped`` can put the object in the gripper (an object, free fingers)."""
         space = self.env.observation_space
         self.spec: EnvSpec = resolve_spec(
             config, id=config.id, obs_dim=space["observation"].shape[0],
@@ -76,7 +78,7 @@ class FetchEnv:
             goal_threshold=float(self.env.unwrapped.distance_threshold),
             default_subgoal=DEFAULT_SUBGOALS[_family(config.id)],
             air_goal_z=_air_goal_z(self.env.unwrapped),
-            can_grasp=bool(self.env.unwrapped.has_object and not self.env.unwrapped.block_gripper))
+            can_grasp=self.can_grasp)
         # reset and step skip the env's render call, which only a "human" render mode makes
         assert self.env.unwrapped.render_mode is None, "FetchEnv renders through hacray.render"
         if model_of is not None:
@@ -126,6 +128,28 @@ class FetchEnv:
         self.elapsed += 1
         truncated = self.elapsed >= self.spec.max_episode_steps  # Fetch never terminates
         return obs, achieved, success, truncated
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class GraspedStarts:
+    """A Fetch env whose every episode starts with the object in the gripper (``reset`` then
+    ``start_grasped``): what a policy does with the object already in hand, e.g. whether a top
+    level that does not go for an air goal from the table could carry the object there."""
+
+    def __init__(self, env: FetchEnv):
+        if not getattr(env, "can_grasp", False):
+            raise ConfigError(f"grasped starts need a Fetch task with an object and a free "
+                              f"gripper (FetchPickAndPlace); {env.spec.id} has none")
+        self.env, self.spec = env, env.spec
+
+    def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.env.reset(seed)
+        return self.env.start_grasped()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+        return self.env.step(action)
 
     def close(self) -> None:
         self.env.close()
