@@ -56,6 +56,10 @@ class EnvConfig:
     (2017) used on FetchPickAndPlace. Evaluation episodes always start from the env's own
     reset. Fetch tasks with an object and a free gripper only; 0 (the default) leaves every
     episode's start to the env."""
+    grasp_place: str = "start"
+    """Where a grasped start holds the object: "start", at the gripper's start pose (about
+    10 cm above the table), or "table", at the object's own drawn place, resting on the table
+    (the gripper moved there first): the state a grasp from the table reaches."""
 
 
 @dataclass(frozen=True)

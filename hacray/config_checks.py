@@ -10,6 +10,7 @@ from hacray.errors import ConfigError
 
 RELABEL_SCHEMES = ("hac", "future", "final", "episode", "none")
 SAMPLE_TIME_SCHEMES = ("hac", "future", "final")  # replay.her_at_sample draws these
+GRASP_PLACES = ("start", "table")  # env.grasp_place
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -131,6 +132,9 @@ def validate(config: Any) -> None:
         raise ConfigError("config: env.subgoal_scale must hold finite weights > 0")
     if not 0.0 <= env.grasp_start <= 1.0:
         raise ConfigError(f"config: env.grasp_start must lie in [0, 1], got {env.grasp_start}")
+    if env.grasp_place not in GRASP_PLACES:
+        raise ConfigError(f"config: env.grasp_place must be one of {', '.join(GRASP_PLACES)}, "
+                          f"got {env.grasp_place!r}")
     if env.subgoal_low is not None and any(
             lo >= hi for lo, hi in zip(env.subgoal_low, env.subgoal_high)):
         raise ConfigError("config: env.subgoal_low must be below env.subgoal_high everywhere")

@@ -50,6 +50,7 @@ BAD = [
     ("env:\n  subgoal_scale: [1, 0]\n", "env.subgoal_scale must hold finite weights > 0"),
     ("env:\n  subgoal_scale: [1, .nan]\n", "env.subgoal_scale must hold finite weights > 0"),
     ("env:\n  grasp_start: 1.5\n", "env.grasp_start must lie in [0, 1], got 1.5"),
+    ("env:\n  grasp_place: hand\n", "env.grasp_place must be one of start, table, got 'hand'"),
     ("learner: [1, 2]\n", "'learner' must be a mapping"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("learner:\n  actor_lr: [\n", "malformed YAML"),

@@ -201,6 +201,23 @@ def test_a_grasped_start_holds_the_object_as_the_arm_moves():
     assert np.linalg.norm(obs[6:9]) > 0.05  # let go: it fell
 
 
+def test_a_grasped_start_on_the_table_holds_the_object_where_it_was_drawn():
+    """grasp_place "table": the object closed in the fingers at its own drawn place, resting
+    on the table; lifting lifts it."""
+    env = make_env(EnvConfig(id="FetchPickAndPlace-v4", grasp_start=0.5, grasp_place="table"))
+    for seed in range(3):
+        obs, _, goal = env.reset(seed)
+        drawn = obs[3:6].copy()
+        obs, achieved, same_goal = env.start_grasped()
+        np.testing.assert_array_equal(same_goal, goal)
+        assert env.elapsed == 0
+        assert np.linalg.norm(obs[3:6] - drawn) < 0.006  # where it lay, on the table
+        assert np.linalg.norm(obs[6:9]) < 0.005 and 0.02 < obs[9] < 0.03
+        for _ in range(5):
+            obs, *_ = env.step(np.float32([0.0, 0.0, 1.0, -1.0]))
+        assert obs[5] > drawn[2] + 0.1 and np.linalg.norm(obs[6:9]) < 0.015
+
+
 @pytest.mark.parametrize("task", ["FetchPush-v4", "FetchReach-v4"])
 def test_grasp_start_is_refused_where_there_is_nothing_to_grasp(task):
     from hacray.config import ConfigError
