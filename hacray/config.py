@@ -51,8 +51,8 @@ class EnvConfig:
     before the norm), for subgoals that mix units, e.g. the gripper's position and its fingers'
     opening (0-0.05 m each); None weighs every coordinate 1."""
     grasp_start: float = 0.0
-    """Share of training episodes that start with the object closed in the gripper (at the
-    gripper's start pose; the goal is drawn as usual), the exploration aid Andrychowicz et al.
+    """Share of training episodes that start with the object closed in the gripper (where:
+    grasp_place; the goal is drawn as usual), the exploration aid Andrychowicz et al.
     (2017) used on FetchPickAndPlace. Evaluation episodes always start from the env's own
     reset. Fetch tasks with an object and a free gripper only; 0 (the default) leaves every
     episode's start to the env."""

@@ -87,6 +87,9 @@ def grasped_starts(env: GoalEnv, script: str) -> GoalEnv:
         raise SystemExit(f"{script}: --grasped: {err}") from None
 
 
+GRASPABLE = "a Fetch task with an object and a free gripper (FetchPickAndPlace)"
+"""What a grasped start (env.grasp_start, a script's --grasped) needs."""
+
 Subgoal = tuple[list[int], list[float], list[float]]
 """A subgoal space: observation indices, and the lower and upper bound of each."""
 
@@ -101,8 +104,7 @@ def resolve_spec(config: EnvConfig, *, id: str, obs_dim: int, goal_dim: int, act
     ``can_grasp``: the env can start an episode with the object in the gripper."""
     indices, low, high = subgoal_space(config, default_subgoal, obs_dim, obs_bounds, id)
     if config.grasp_start and not can_grasp:
-        raise ConfigError(f"config: env.grasp_start needs a Fetch task with an object and a free "
-                          f"gripper (FetchPickAndPlace); {id} has none")
+        raise ConfigError(f"config: env.grasp_start needs {GRASPABLE}; {id} has none")
     threshold = config.goal_threshold if config.goal_threshold is not None else goal_threshold
     return EnvSpec(
         id=id, obs_dim=obs_dim, goal_dim=goal_dim, action_dim=action_dim,

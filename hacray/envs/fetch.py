@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 
 from hacray.config import ConfigError, EnvConfig
-from hacray.envs import EnvSpec, resolve_spec
+from hacray.envs import GRASPABLE, EnvSpec, resolve_spec
 from hacray.envs.gym_goal import gym
 from hacray.goals import distance_reached
 
@@ -117,9 +117,9 @@ class FetchEnv:
         return obs, achieved.astype(np.float32), env.goal.astype(np.float32)
 
     def start_grasped(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """After ``reset``: the object moved into the gripper, closed on it at its start pose
-        (env.grasp_start), at env.grasp_place. Returns the new first observation, achieved goal
-        and the same goal; the episode's step count stays 0."""
+        """After ``reset``: the object moved into the gripper and the fingers closed on it, at
+        env.grasp_place (env.grasp_start). Returns the new first observation, achieved goal and
+        the same goal; the episode's step count stays 0."""
         self.sim.grasp(self.grasp_place)
         obs, achieved = self.sim.observe()
         return obs, achieved.astype(np.float32), self.env.unwrapped.goal.astype(np.float32)
@@ -142,8 +142,7 @@ class GraspedStarts:
 
     def __init__(self, env: FetchEnv):
         if not getattr(env, "can_grasp", False):
-            raise ConfigError(f"grasped starts need a Fetch task with an object and a free "
-                              f"gripper (FetchPickAndPlace); {env.spec.id} has none")
+            raise ConfigError(f"grasped starts need {GRASPABLE}; {env.spec.id} has none")
         self.env, self.spec = env, env.spec
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
