@@ -17,7 +17,11 @@ gripper came to the object in an episode (``gripper_object_closest_median_air`` 
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
 stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
-misses), to tell a slide-through (arrived fast) from a later push away.
+misses), to tell a slide-through (arrived fast) from a later push away. Of the ``left_goal``
+misses, how the object left the goal the last time: ``left_goal_carried`` (still in the gripper:
+carried off), ``left_goal_dropped`` (let go of or slipped in the air, and sank), ``left_goal_pushed``
+(knocked or slid off); ``left_goal_fingers_opened_median``: how far the fingers opened (metres of
+width) on the step it left.
 
 ``lifted_steps``: the fraction of all env steps with the object that high (how much of a run's
 experience shows it lifted). ``--explore`` plays the episodes as training does (exploration
@@ -56,7 +60,9 @@ from hacray.evaluate import load_policy
 
 OBJECT_TASKS = ("FetchPush", "FetchPickAndPlace", "FetchSlide")
 GRIPPER, OBJECT = slice(0, 3), slice(3, 6)   # Fetch observation layout
+TO_OBJECT, FINGERS = slice(6, 9), slice(9, 11)
 TABLE_TOP_Z = 0.4
+HELD = 0.03        # metres between gripper and object centres that count as held
 
 
 def object_path(segments, part: slice = OBJECT) -> np.ndarray:
@@ -115,6 +121,34 @@ class Slowed:
         return (action * np.float32(self.speed)).astype(np.float32) if level == 0 else action
 
 
+def how_left(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05,
+             after: int = 3) -> Optional[str]:
+    """How the object left the goal for the last time, from an episode's env observations:
+    ``carried`` (the gripper held it, within ``HELD`` of its centre, from the step it left to
+    ``after`` steps on: carried off), ``dropped`` (it was not held and sank more than 1 cm below
+    where it was at the goal: let go of, or slipped, in the air), else ``pushed`` (knocked or
+    slid off). None if it never left (never there, or there at the end)."""
+    inside = np.flatnonzero(np.linalg.norm(obs[:, OBJECT] - goal, axis=1) <= threshold)
+    if not inside.size or inside[-1] == len(obs) - 1:
+        return None
+    at, later = int(inside[-1]), obs[inside[-1] + 1:inside[-1] + 2 + after]
+    if (np.linalg.norm(later[:, TO_OBJECT], axis=1) < HELD).all():
+        return "carried"
+    if later[:, OBJECT][:, 2].min() < obs[at, OBJECT][2] - 0.01:
+        return "dropped"
+    return "pushed"
+
+
+def finger_change(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05) -> Optional[float]:
+    """How much the fingers opened (metres of width, + opens) from the object's last step at
+    the goal to the step after it left; None if it never left."""
+    inside = np.flatnonzero(np.linalg.norm(obs[:, OBJECT] - goal, axis=1) <= threshold)
+    if not inside.size or inside[-1] == len(obs) - 1:
+        return None
+    at = int(inside[-1])
+    return float(obs[at + 1, FINGERS].sum() - obs[at, FINGERS].sum())
+
+
 def lifted(path: np.ndarray, lift: float) -> bool:
     """Whether the object rose more than ``lift`` metres above where it started."""
     return bool(path[:, 2].max() - path[0, 2] > lift)
@@ -162,6 +196,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     env = grasped_starts(loaded.env, "object_failures") if args.grasped else loaded.env
     policy = Slowed(loaded.policy, args.level0_speed) if args.level0_speed != 1 else loaded.policy
     outcomes, first_moves, misses, dwells, lifts, up_steps = [], [], [], [], [], []
+    leaving: list[Optional[str]] = []
+    opened: list[Optional[float]] = []
     rng = np.random.default_rng(0)
     arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
     by_kind: dict[str, list[str]] = {}
@@ -190,6 +226,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 misses.append(float(np.linalg.norm(path[-1] - goal)))
             if kind == "left_goal":
                 dwells.append(int((np.linalg.norm(path - goal, axis=1) <= args.threshold).sum()))
+                obs = object_path(episode.segments[0], slice(None))
+                leaving.append(how_left(obs, goal, args.threshold))
+                opened.append(finger_change(obs, goal, args.threshold))
             speed = arrival_speed(path, goal, args.threshold)
             if speed is not None and kind in ("success", "left_goal"):
                 arrivals["stayed" if kind == "success" else "left"].append(speed)
@@ -215,6 +254,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     else None,
                     "left_goal_steps_at_goal_median": float(np.median(dwells)) if dwells
                     else None,
+                    **{f"left_goal_{k}": round(leaving.count(k) / len(leaving), 3) if leaving
+                       else None for k in ("carried", "dropped", "pushed")},
+                    "left_goal_fingers_opened_median": round(float(np.median(
+                        [o for o in opened if o is not None])), 4) if any(
+                        o is not None for o in opened) else None,
                     **{f"arrival_speed_{k}": round(float(np.median(v)), 4) if v else None
                        for k, v in arrivals.items()}}
     print(json.dumps(report))

@@ -122,6 +122,12 @@ class AgentConfig:
     level's attempt ends at the step that reaches it. HAC's rule that a level stops when its
     goal or one above is met, for tasks that score the episode's last step (Fetch): there
     2-level policies put the object on the goal and then pushed it off (BENCHMARKS.md)."""
+    hold_anchored: bool = False
+    """With hold_at_goal, the stay subgoal is the one set on the step the hold began, kept until
+    the goal is lost, not asked anew each step at where the level below stands now. Asked anew,
+    a stay ratifies any drift: on PickAndPlace the motor level, asked to keep the fingers at
+    their opening, opened them a little each step, each next stay asked for that opening, and
+    the object fell (BENCHMARKS.md, twenty-fourth session)."""
     test_top_noise: float = 0.0
     """In evaluation episodes (no exploration), the top level's action moved by uniform noise of
     this fraction of its action box's half-width: a stochastic top level, which a dead end of

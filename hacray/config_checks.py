@@ -35,6 +35,9 @@ def validate(config: Any) -> None:
          f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
          f"got {agent.top_relabel!r}"),
         (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (not agent.hold_anchored or (agent.levels >= 2 and agent.hold_at_goal),
+         "agent.hold_anchored needs agent.levels >= 2 and agent.hold_at_goal (a flat agent holds "
+         "with the zero action)"),
         (not agent.lower_sees_goal or agent.levels >= 2,
          "agent.lower_sees_goal needs agent.levels >= 2 (a flat agent sees the goal already)"),
         (agent.subgoal_offset is None or all(w > 0 for w in agent.subgoal_offset),

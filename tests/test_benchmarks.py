@@ -192,6 +192,36 @@ def test_object_failures_measures_the_speed_at_which_the_object_reached_the_goal
     assert speed == (None if expected is None else pytest.approx(expected, abs=1e-6))
 
 
+def _obs(objects, to_object, fingers):
+    """Fetch observations with only the object, its offset from the gripper and the fingers."""
+    obs = np.zeros((len(objects), 25), np.float32)
+    obs[:, 3:6], obs[:, 6:9], obs[:, 9:11] = objects, to_object, np.array(fingers)[:, None] / 2
+    return obs
+
+
+AT_GOAL, HELD_TIGHT, FAR = [0.3, 0.0, 0.42], [0.0, 0.0, 0.01], [0.0, 0.0, 0.08]
+
+
+@pytest.mark.parametrize("objects,to_object,fingers,expected,opened", [
+    ([[0, 0, 0.42]] * 3, [FAR] * 3, [0.1] * 3, None, None),                   # never there
+    ([[0, 0, 0.42], AT_GOAL, AT_GOAL], [FAR] * 3, [0.1] * 3, None, None),     # there at the end
+    ([AT_GOAL, [0.4, 0, 0.42], [0.5, 0, 0.42]], [HELD_TIGHT] * 3, [0.05] * 3, "carried", 0.0),
+    ([AT_GOAL, [0.3, 0, 0.36], [0.3, 0, 0.30]], [HELD_TIGHT, FAR, FAR], [0.05, 0.09, 0.1],
+     "dropped", 0.04),                                                        # let go: it sank
+    ([AT_GOAL, [0.4, 0, 0.42], [0.5, 0, 0.42]], [HELD_TIGHT, FAR, FAR], [0.05] * 3,
+     "pushed", 0.0),                                                          # knocked along
+    ([AT_GOAL, [0.4, 0, 0.42], AT_GOAL, [0.3, 0.1, 0.42], [0.3, 0.2, 0.42]],  # the last exit counts
+     [HELD_TIGHT, FAR, FAR, HELD_TIGHT, HELD_TIGHT], [0.05] * 5, "carried", 0.0),
+])
+def test_object_failures_tells_how_the_object_left_the_goal(objects, to_object, fingers,
+                                                            expected, opened):
+    bench = _script("object_failures")
+    obs, goal = _obs(objects, to_object, fingers), np.array(AT_GOAL, np.float32)
+    assert bench.how_left(obs, goal, 0.05) == expected
+    change = bench.finger_change(obs, goal, 0.05)
+    assert change == (None if opened is None else pytest.approx(opened, abs=1e-6))
+
+
 def test_object_failures_can_slow_the_lowest_level_only():
     class TwoLevels:
         spaces = ("level 0", "level 1")
@@ -231,6 +261,7 @@ def test_object_failures_plays_a_pick_and_place_policy_exploring_with_changed_se
                          "--agent", "level_random_eps=[0.0,0.2]"])
     assert report["explore"] is True and report["agent_changes"] == ["level_random_eps=[0.0,0.2]"]
     assert 0.0 <= report["lifted_steps"] <= 1.0
+    assert {"left_goal_carried", "left_goal_dropped", "left_goal_pushed"} <= set(report)
     kinds = [k[len("untouched_"):] for k in report if k.startswith("untouched_")]
     assert kinds and set(kinds) <= {"air", "table"}
     assert all(report[f"gripper_object_closest_median_{k}"] >= 0.0 for k in kinds)

@@ -326,6 +326,50 @@ def test_hold_at_goal_keeps_the_top_level_from_leaving_a_reached_goal(
         assert held.any() and np.all(top.actions[held] == 0.0)
 
 
+class Drifts:
+    """A scripted 2-level point-mass policy: the top level proposes the env goal; level 0 steps
+    to its subgoal but always drifts 0.03 along x (a motor level that meets a stay subgoal
+    within its threshold while slowly moving off it)."""
+
+    def __init__(self, spaces):
+        self.spaces, self.version = spaces, 0
+
+    def act(self, level, obs, goal):
+        if level == 1:
+            return np.asarray(goal, np.float32)
+        return np.clip((goal - obs) / 0.15 + [0.2, 0.0], -1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("anchored", [False, True])
+def test_hold_anchored_keeps_the_stay_subgoal_set_when_the_hold_began(anchored):
+    from hacray.algo.rollout import run_episode
+    config = load_config(None, ("env.id=PointMass-v0", "agent.horizons=[5,6]",
+                                "agent.top_until_episode_end=true", "agent.hold_at_goal=true",
+                                f"agent.hold_anchored={str(anchored).lower()}"))
+    env = make_env(config.env)
+    seed = next(s for s in range(100) if np.linalg.norm(np.subtract(*env.reset(s)[1:])) > 0.5
+                and env.reset(s)[2][0] < 0.5)  # room to drift off along x
+    episode = run_episode(env, Drifts(Blueprint.of(config, env.spec).spaces), config.agent,
+                          seed, np.random.default_rng(0), False)
+    top = episode.segments[1][0]
+    held = np.flatnonzero(np.linalg.norm(top.achieved[:-1] - top.goal, axis=1) < 0.1)
+    first = held[:np.argmax(np.diff(held) > 1) + 1] if (np.diff(held) > 1).any() else held
+    stays = top.actions[first]  # the first hold's
+    assert len(stays) >= 2
+    if anchored:  # one stay for the whole hold, and level 0 keeps near it to the end
+        np.testing.assert_array_equal(stays, stays[:1].repeat(len(stays), 0))
+        assert episode.stats.success and len(first) == len(held)
+    else:  # each stay where level 0 stood: the drift is ratified step by step
+        assert np.all(np.diff(stays[:, 0]) > 0.02)
+
+
+def test_hold_anchored_needs_a_hold():
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match="agent.hold_anchored needs agent.levels >= 2 and "
+                                          "agent.hold_at_goal"):
+        load_config(None, ("env.id=PointMass-v0", "agent.hold_anchored=true"))
+
+
 @pytest.mark.parametrize("levels", [1, 2])
 def test_test_top_noise_moves_only_the_top_levels_evaluation_actions(levels):
     horizons = "agent.horizons=[30]" if levels == 1 else "agent.horizons=[5,6]"

@@ -230,10 +230,14 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     top = level == len(policy.spaces) - 1
     attempts = itertools.count() if top and agent.top_until_episode_end else range(space.horizon)
     hold, hold_below = top and agent.hold_at_goal, not top and agent.hold_at_goal
+    anchor = None   # agent.hold_anchored: the stay subgoal set when the hold began
     for _ in attempts:
         if hold and reached(ach_rows[-1], goal):
-            action = _stay(space, policy.spaces[level - 1] if level else None, rec)
+            action = _stay(space, policy.spaces[level - 1] if level else None, rec) if (
+                anchor is None) else anchor
+            anchor = action if agent.hold_anchored else None
         else:
+            anchor = None
             action = yield ActRequest(level, rec.obs, goal)
             if explore and not testing:
                 action = _explore(action, space, agent, rng)
