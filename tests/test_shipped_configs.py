@@ -30,7 +30,9 @@ def test_a_shipped_config_builds_its_env_and_levels(path):
     if config.agent.levels > 1:  # every subgoal box has as many bounds as indices
         below = spaces[0]
         assert below.goal_dim == len(env.spec.subgoal_indices)
-        assert spaces[1].act_dim == below.goal_dim
+        # the top level's action: a subgoal, and the env action values it sets itself
+        assert spaces[1].act_dim == below.goal_dim + len(config.agent.top_action_indices or [])
+        assert spaces[1].direct_dim == len(config.agent.top_action_indices or [])
     if path.stem.startswith("fetch_"):  # the header says what it reached (or that it was not)
         header = "".join(line for line in path.read_text().splitlines()[:3])
         assert "Reached" in header, path.name
