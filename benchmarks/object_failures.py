@@ -121,6 +121,15 @@ class Slowed:
         return (action * np.float32(self.speed)).astype(np.float32) if level == 0 else action
 
 
+def last_at_goal(obs: np.ndarray, goal: np.ndarray, threshold: float) -> Optional[int]:
+    """The last step at which the object was at the goal before it left for good; None if it
+    never left (never there, or there at the end)."""
+    inside = np.flatnonzero(np.linalg.norm(obs[:, OBJECT] - goal, axis=1) <= threshold)
+    if not inside.size or inside[-1] == len(obs) - 1:
+        return None
+    return int(inside[-1])
+
+
 def how_left(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05,
              after: int = 3) -> Optional[str]:
     """How the object left the goal for the last time, from an episode's env observations:
@@ -128,10 +137,10 @@ def how_left(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05,
     ``after`` steps on: carried off), ``dropped`` (it was not held and sank more than 1 cm below
     where it was at the goal: let go of, or slipped, in the air), else ``pushed`` (knocked or
     slid off). None if it never left (never there, or there at the end)."""
-    inside = np.flatnonzero(np.linalg.norm(obs[:, OBJECT] - goal, axis=1) <= threshold)
-    if not inside.size or inside[-1] == len(obs) - 1:
+    at = last_at_goal(obs, goal, threshold)
+    if at is None:
         return None
-    at, later = int(inside[-1]), obs[inside[-1] + 1:inside[-1] + 2 + after]
+    later = obs[at + 1:at + 2 + after]
     if (np.linalg.norm(later[:, TO_OBJECT], axis=1) < HELD).all():
         return "carried"
     if later[:, OBJECT][:, 2].min() < obs[at, OBJECT][2] - 0.01:
@@ -142,10 +151,9 @@ def how_left(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05,
 def finger_change(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05) -> Optional[float]:
     """How much the fingers opened (metres of width, + opens) from the object's last step at
     the goal to the step after it left; None if it never left."""
-    inside = np.flatnonzero(np.linalg.norm(obs[:, OBJECT] - goal, axis=1) <= threshold)
-    if not inside.size or inside[-1] == len(obs) - 1:
+    at = last_at_goal(obs, goal, threshold)
+    if at is None:
         return None
-    at = int(inside[-1])
     return float(obs[at + 1, FINGERS].sum() - obs[at, FINGERS].sum())
 
 

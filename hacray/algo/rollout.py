@@ -233,9 +233,10 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     anchor = None   # agent.hold_anchored: the stay subgoal set when the hold began
     for _ in attempts:
         if hold and reached(ach_rows[-1], goal):
-            action = _stay(space, policy.spaces[level - 1] if level else None, rec) if (
-                anchor is None) else anchor
-            anchor = action if agent.hold_anchored else None
+            action = anchor if anchor is not None else _stay(
+                space, policy.spaces[level - 1] if level else None, rec)
+            if agent.hold_anchored:
+                anchor = action
         else:
             anchor = None
             action = yield ActRequest(level, rec.obs, goal)
