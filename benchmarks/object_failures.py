@@ -12,7 +12,8 @@ first moved, the median final object-to-goal distance of the failures, and, of t
 through; many: it was there and was pushed away). ``lifted``: the fraction of episodes whose
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
 with goals in the air, success and untouched split by goal kind (``success_air``,
-``success_table``, ``untouched_air``, ``untouched_table``), and the median of how near the
+``success_table``, ``untouched_air``, ``untouched_table``; ``outcomes_by_goal``: every
+outcome's fraction within each goal kind), and the median of how near the
 gripper came to the object in an episode (``gripper_object_closest_median_air`` / ``_table``).
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
@@ -157,6 +158,11 @@ def finger_change(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05) ->
     return float(obs[at + 1, FINGERS].sum() - obs[at, FINGERS].sum())
 
 
+def fractions(kinds: list[str], names: tuple[str, ...]) -> dict[str, float]:
+    """Each outcome's share of ``kinds`` (0 for one that never happened)."""
+    return {name: round(kinds.count(name) / len(kinds), 3) for name in names}
+
+
 def lifted(path: np.ndarray, lift: float) -> bool:
     """Whether the object rose more than ``lift`` metres above where it started."""
     return bool(path[:, 2].max() - path[0, 2] > lift)
@@ -247,13 +253,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     "episodes": args.episodes, "explore": args.explore,
                     "hold_at_goal": agent.hold_at_goal, "agent_changes": args.agent,
                     "level0_speed": args.level0_speed, "grasped": args.grasped,
-                    **{k: round(outcomes.count(k) / len(outcomes), 3) for k in kinds},
+                    **fractions(outcomes, kinds),
                     "lifted": round(float(np.mean(lifts)), 3),
                     "lifted_steps": round(float(np.mean(up_steps)), 4),
                     **{f"success_{k}": round(v.count("success") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
                     **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
+                    "outcomes_by_goal": {k: fractions(v, kinds) for k, v in sorted(by_kind.items())},
                     **{f"gripper_object_closest_median_{k}": round(float(np.median(v)), 3)
                        for k, v in sorted(approach.items())},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves

@@ -169,6 +169,15 @@ def test_object_failures_sorts_an_episode_by_what_the_object_did(path, success, 
                          0.01) == expected
 
 
+@pytest.mark.parametrize("kinds,expected", [
+    (["success"], {"success": 1.0, "left_goal": 0.0}),
+    (["success", "left_goal", "left_goal"], {"success": 0.333, "left_goal": 0.667}),
+    (["fell", "fell"], {"success": 0.0, "left_goal": 0.0}),   # not named: not counted
+])
+def test_object_failures_gives_each_outcome_its_share(kinds, expected):
+    assert _script("object_failures").fractions(kinds, ("success", "left_goal")) == expected
+
+
 @pytest.mark.parametrize("z,expected", [
     ([0.42, 0.42, 0.42], False),
     ([0.42, 0.435, 0.42], False),   # 1.5 cm: a nudge
