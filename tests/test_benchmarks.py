@@ -554,6 +554,22 @@ def test_windows_prints_rows_and_medians_and_refuses_a_non_run(tmp_path, capsys)
     assert exit_.value.code == 2 and "is not a run directory" in capsys.readouterr().err
 
 
+def test_windows_averages_another_evaluation_figure_when_asked(tmp_path):
+    bench = _script("windows")
+    run = tmp_path / "pnp"
+    run.mkdir()
+    (run / "config.yaml").write_text("train:\n  eval_every: 1000\n")
+    rows = [{"env_steps": 1000, "eval/success_rate": 0.5, "eval/success_rate_table": 0.9},
+            {"env_steps": 2000, "eval/success_rate": 0.7, "eval/success_rate_table": 0.7},
+            {"env_steps": 3000, "eval/success_rate": 0.9}]   # no table figure: not counted
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = bench.main([str(run), "--window", "2000", "--ends", "2000", "--level", "0.8",
+                        "--metric", "eval/success_rate_table"])
+    assert lines[2] == "| pnp | 2,000 | 0.80 | 1,000 | - |"
+    assert bench.main([str(run), "--window", "2000", "--ends", "2000", "--level", "0.8"])[2] \
+        == "| pnp | 3,000 | 0.60 | 3,000 | - |"
+
+
 @pytest.mark.parametrize("script", ["argmax_top", "subgoals", "success_by_distance",
                                     "object_failures", "top_q"])
 def test_a_script_that_reads_a_checkpoint_names_a_missing_one_in_one_line(script, tmp_path):
