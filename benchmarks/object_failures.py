@@ -13,7 +13,7 @@ through; many: it was there and was pushed away). ``lifted``: the fraction of ep
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
 with goals in the air, success and untouched split by goal kind (``success_air``,
 ``success_table``, ``untouched_air``, ``untouched_table``; ``outcomes_by_goal``: every
-outcome's fraction within each goal kind), and the median of how near the
+outcome's fraction within each goal kind, ``lifted_by_goal`` the lifted fraction), and the median of how near the
 gripper came to the object in an episode (``gripper_object_closest_median_air`` / ``_table``).
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
@@ -216,6 +216,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     arrivals: dict[str, list[float]] = {"stayed": [], "left": []}
     by_kind: dict[str, list[str]] = {}
     approach: dict[str, list[float]] = {}
+    lifts_by_kind: dict[str, list[bool]] = {}
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = env.reset(seed)
@@ -231,6 +232,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             where = goal_kind(env.spec, goal)
             if where:
                 by_kind.setdefault(where, []).append(kind)
+                lifts_by_kind.setdefault(where, []).append(lifts[-1])
                 approach.setdefault(where, []).append(
                     closest_approach(object_path(episode.segments[0], GRIPPER), path))
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
@@ -261,6 +263,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
                     "outcomes_by_goal": {k: fractions(v, kinds) for k, v in sorted(by_kind.items())},
+                    "lifted_by_goal": {k: round(float(np.mean(v)), 3)
+                                       for k, v in sorted(lifts_by_kind.items())},
                     **{f"gripper_object_closest_median_{k}": round(float(np.median(v)), 3)
                        for k, v in sorted(approach.items())},
                     "first_move_step_median": float(np.median(first_moves)) if first_moves
