@@ -24,6 +24,14 @@ carried off), ``left_goal_dropped`` (let go of or slipped in the air, and sank),
 (knocked or slid off); ``left_goal_fingers_opened_median``: how far the fingers opened (metres of
 width) on the step it left.
 
+``end_distance_shares``: how far from the goal the object ended, in bands of the threshold
+(below 0.6 of it, 0.6-1, 1-1.6, beyond: on Fetch < 3 cm, 3-5 cm, 5-8 cm, >= 8 cm), to tell a
+policy that puts the object on the goal from one that parks it at the edge of the goal's
+sphere; ``near_miss_toward_box_centre``: over the near misses (1-1.6 thresholds), the mean
+cosine between the object's offset from the goal and the direction from the goal to the
+centre of the subgoal box (``env.subgoal_low``/``_high``; hierarchies only), which is
+positive when the misses fall short towards the box's middle.
+
 ``lifted_steps``: the fraction of all env steps with the object that high (how much of a run's
 experience shows it lifted). ``--explore`` plays the episodes as training does (exploration
 noise, random actions, subgoal tests; its own seeded rng), to compare what a policy does when it
@@ -158,6 +166,25 @@ def finger_change(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05) ->
     return float(obs[at + 1, FINGERS].sum() - obs[at, FINGERS].sum())
 
 
+BANDS = (0.6, 1.0, 1.6)   # end-distance bands, in thresholds
+
+
+def distance_shares(distances: list[float], threshold: float) -> dict[str, float]:
+    """The share of ``distances`` in each band of ``BANDS`` thresholds (last: beyond them)."""
+    edges = [0.0, *(b * threshold for b in BANDS), np.inf]
+    names = [f"<{edges[1]:g}", *(f"{lo:g}-{hi:g}" for lo, hi in zip(edges[1:-2], edges[2:-1])),
+             f">={edges[-2]:g}"]
+    counts = np.histogram(distances, bins=edges)[0]
+    return {name: round(float(c) / len(distances), 3) for name, c in zip(names, counts)}
+
+
+def toward(offset: np.ndarray, goal: np.ndarray, centre: np.ndarray) -> float:
+    """Cosine between ``offset`` (where the object ended, less the goal) and goal -> centre."""
+    to_centre = centre - goal
+    return float(offset @ to_centre / (np.linalg.norm(offset) * np.linalg.norm(to_centre)
+                                       + 1e-9))
+
+
 def fractions(kinds: list[str], names: tuple[str, ...]) -> dict[str, float]:
     """Each outcome's share of ``kinds`` (0 for one that never happened)."""
     return {name: round(kinds.count(name) / len(kinds), 3) for name in names}
@@ -217,6 +244,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     by_kind: dict[str, list[str]] = {}
     approach: dict[str, list[float]] = {}
     lifts_by_kind: dict[str, list[bool]] = {}
+    ends: list[float] = []
+    towards: list[float] = []
+    box = config.env.subgoal_low, config.env.subgoal_high   # its first 3: the gripper's x y z
+    centre = (np.add(*box) / 2)[:3] if (config.agent.levels > 1 and None not in box and list(
+        config.env.subgoal_indices or [])[:3] == [0, 1, 2]) else None
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = env.reset(seed)
@@ -238,8 +270,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
             moved = np.flatnonzero(np.linalg.norm(path - path[0], axis=1) > args.touch)
             if moved.size:
                 first_moves.append(int(moved[0]))
+            ends.append(float(np.linalg.norm(path[-1] - goal)))
+            if centre is not None and args.threshold <= ends[-1] < BANDS[-1] * args.threshold:
+                towards.append(toward(path[-1] - goal, goal, centre))
             if kind != "success":
-                misses.append(float(np.linalg.norm(path[-1] - goal)))
+                misses.append(ends[-1])
             if kind == "left_goal":
                 dwells.append(int((np.linalg.norm(path - goal, axis=1) <= args.threshold).sum()))
                 obs = object_path(episode.segments[0], slice(None))
@@ -258,6 +293,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     **fractions(outcomes, kinds),
                     "lifted": round(float(np.mean(lifts)), 3),
                     "lifted_steps": round(float(np.mean(up_steps)), 4),
+                    "end_distance_shares": distance_shares(ends, args.threshold),
+                    "near_miss_toward_box_centre": round(float(np.mean(towards)), 2) if towards
+                    else None,
                     **{f"success_{k}": round(v.count("success") / len(v), 3)
                        for k, v in sorted(by_kind.items())},
                     **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)

@@ -169,6 +169,25 @@ def test_object_failures_sorts_an_episode_by_what_the_object_did(path, success, 
                          0.01) == expected
 
 
+@pytest.mark.parametrize("distances,expected", [
+    ([0.0, 0.02, 0.04, 0.06], {"<0.03": 0.5, "0.03-0.05": 0.25, "0.05-0.08": 0.25, ">=0.08": 0.0}),
+    ([0.05, 0.5], {"<0.03": 0.0, "0.03-0.05": 0.0, "0.05-0.08": 0.5, ">=0.08": 0.5}),  # on an edge: above
+])
+def test_object_failures_shares_end_distances_in_bands_of_the_threshold(distances, expected):
+    assert _script("object_failures").distance_shares(distances, 0.05) == expected
+
+
+@pytest.mark.parametrize("offset,expected", [
+    ([0.05, 0, 0], 1.0),     # fell short towards the centre
+    ([-0.05, 0, 0], -1.0),   # went past the goal, away from it
+    ([0, 0.05, 0], 0.0),
+])
+def test_object_failures_measures_a_miss_towards_the_box_centre(offset, expected):
+    got = _script("object_failures").toward(np.array(offset), np.array([1.2, 0.75, 0.6]),
+                                            np.array([1.35, 0.75, 0.6]))
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize("kinds,expected", [
     (["success"], {"success": 1.0, "left_goal": 0.0}),
     (["success", "left_goal", "left_goal"], {"success": 0.333, "left_goal": 0.667}),
