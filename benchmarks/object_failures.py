@@ -13,8 +13,9 @@ through; many: it was there and was pushed away). ``lifted``: the fraction of ep
 object rose more than ``--lift`` metres above its start (PickAndPlace: picked up); on a task
 with goals in the air, success and untouched split by goal kind (``success_air``,
 ``success_table``, ``untouched_air``, ``untouched_table``; ``outcomes_by_goal``: every
-outcome's fraction within each goal kind, ``lifted_by_goal`` the lifted fraction), and the median of how near the
-gripper came to the object in an episode (``gripper_object_closest_median_air`` / ``_table``).
+outcome's fraction within each goal kind, ``lifted_by_goal`` the lifted fraction), and the
+median of how near the gripper came to the object in an episode
+(``gripper_object_closest_median_air`` / ``_table``).
 ``arrival_speed_*``: how fast the object was moving (metres per env step, Fetch's 0.04 s) on
 the step it first came within ``--threshold`` of the goal, median over the episodes where it
 stayed (``_stayed``: ended at the goal) and where it went on (``_left``: the ``left_goal``
@@ -72,6 +73,7 @@ GRIPPER, OBJECT = slice(0, 3), slice(3, 6)   # Fetch observation layout
 TO_OBJECT, FINGERS = slice(6, 9), slice(9, 11)
 TABLE_TOP_Z = 0.4
 HELD = 0.03        # metres between gripper and object centres that count as held
+BANDS = (0.6, 1.0, 1.6)   # end-distance bands, in thresholds
 
 
 def object_path(segments, part: slice = OBJECT) -> np.ndarray:
@@ -166,9 +168,6 @@ def finger_change(obs: np.ndarray, goal: np.ndarray, threshold: float = 0.05) ->
     return float(obs[at + 1, FINGERS].sum() - obs[at, FINGERS].sum())
 
 
-BANDS = (0.6, 1.0, 1.6)   # end-distance bands, in thresholds
-
-
 def distance_shares(distances: list[float], threshold: float) -> dict[str, float]:
     """The share of ``distances`` in each band of ``BANDS`` thresholds (last: beyond them)."""
     edges = [0.0, *(b * threshold for b in BANDS), np.inf]
@@ -246,9 +245,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     lifts_by_kind: dict[str, list[bool]] = {}
     ends: list[float] = []
     towards: list[float] = []
-    box = config.env.subgoal_low, config.env.subgoal_high   # its first 3: the gripper's x y z
-    centre = (np.add(*box) / 2)[:3] if (config.agent.levels > 1 and None not in box and list(
-        config.env.subgoal_indices or [])[:3] == [0, 1, 2]) else None
+    low, high = config.env.subgoal_low, config.env.subgoal_high
+    gripper_box = (config.agent.levels > 1 and low is not None and high is not None
+                   and list(config.env.subgoal_indices or [])[:3] == [0, 1, 2])
+    centre = (np.add(low, high) / 2)[:3] if gripper_box else None
     try:
         for seed in seeding.eval_env_seeds(config.train.seed + args.seed_offset, args.episodes):
             _, _, goal = env.reset(seed)
@@ -286,6 +286,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     finally:
         loaded.env.close()
     kinds = ("success", "untouched", "fell", "left_goal", "wrong_way", "short", "overshot")
+    by_goal = {k: fractions(v, kinds) for k, v in sorted(by_kind.items())}
     report: dict = {"checkpoint": str(loaded.path), "env_steps": loaded.env_steps_trained,
                     "episodes": args.episodes, "explore": args.explore,
                     "hold_at_goal": agent.hold_at_goal, "agent_changes": args.agent,
@@ -296,11 +297,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     "end_distance_shares": distance_shares(ends, args.threshold),
                     "near_miss_toward_box_centre": round(float(np.mean(towards)), 2) if towards
                     else None,
-                    **{f"success_{k}": round(v.count("success") / len(v), 3)
-                       for k, v in sorted(by_kind.items())},
-                    **{f"untouched_{k}": round(v.count("untouched") / len(v), 3)
-                       for k, v in sorted(by_kind.items())},
-                    "outcomes_by_goal": {k: fractions(v, kinds) for k, v in sorted(by_kind.items())},
+                    **{f"success_{k}": v["success"] for k, v in by_goal.items()},
+                    **{f"untouched_{k}": v["untouched"] for k, v in by_goal.items()},
+                    "outcomes_by_goal": by_goal,
                     "lifted_by_goal": {k: round(float(np.mean(v)), 3)
                                        for k, v in sorted(lifts_by_kind.items())},
                     **{f"gripper_object_closest_median_{k}": round(float(np.median(v)), 3)

@@ -170,8 +170,10 @@ def test_object_failures_sorts_an_episode_by_what_the_object_did(path, success, 
 
 
 @pytest.mark.parametrize("distances,expected", [
-    ([0.0, 0.02, 0.04, 0.06], {"<0.03": 0.5, "0.03-0.05": 0.25, "0.05-0.08": 0.25, ">=0.08": 0.0}),
-    ([0.05, 0.5], {"<0.03": 0.0, "0.03-0.05": 0.0, "0.05-0.08": 0.5, ">=0.08": 0.5}),  # on an edge: above
+    ([0.0, 0.02, 0.04, 0.06],
+     {"<0.03": 0.5, "0.03-0.05": 0.25, "0.05-0.08": 0.25, ">=0.08": 0.0}),
+    ([0.05, 0.5],   # on an edge: the band above
+     {"<0.03": 0.0, "0.03-0.05": 0.0, "0.05-0.08": 0.5, ">=0.08": 0.5}),
 ])
 def test_object_failures_shares_end_distances_in_bands_of_the_threshold(distances, expected):
     assert _script("object_failures").distance_shares(distances, 0.05) == expected
