@@ -179,6 +179,18 @@ class LearnerConfig:
     vanishes with tanh' once an actor is saturated (|z| ~ 20-30, tanh' 0.0: the stalled
     FetchPush seed in BENCHMARKS.md), it pulls a saturated actor back in proportion to how far
     it is, and a healthy one (|z| ~ 0.5) hardly at all."""
+    subgoal_preact_to: str = "centre"
+    """Where ``subgoal_preact_l2`` pulls the subgoal coordinates: ``centre`` (z = 0: the
+    subgoal box's centre) or ``goal`` (the subgoal at the level's own goal, clipped to 0.95 of
+    the box's half-width; absolute subgoals whose coordinates are the goal's, as Fetch's
+    gripper subgoals and object goals are). The values the top level sets directly (the
+    fingers) are pulled to 0 either way. At the centre the pull also moves where a pushed object
+    ends: PickAndPlace's 2-level misses were the object parked 5-6 cm from the goal on the side
+    of the box's centre (BENCHMARKS.md, twenty-fifth session)."""
+    subgoal_preact_free: float = 0.0
+    """Pre-tanh distance from the pull's target that costs nothing: the penalty is on
+    max(0, |z - target| - free)^2, so that with free > 0 it only reins in an actor nearing
+    saturation (tanh(1.5) = 0.905 of the way to the box's bound) and leaves the inside alone."""
     obs_clip: float = 200.0
     """Raw observations and goals are clipped to +-obs_clip before normalising."""
     norm_clip: float = 5.0

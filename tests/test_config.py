@@ -85,6 +85,10 @@ BAD = [
      "learner.top_hidden needs agent.levels >= 2"),
     ("learner:\n  subgoal_l2: -1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2 must"),
     ("learner:\n  subgoal_preact_l2: -0.1\n", "learner.subgoal_l2 and learner.subgoal_preact_l2"),
+    ("learner:\n  subgoal_preact_to: object\n", "learner.subgoal_preact_to must be centre or goal"),
+    ("learner:\n  subgoal_preact_free: -1\n", "learner.subgoal_preact_free must be >= 0"),
+    ("learner:\n  subgoal_preact_to: goal\nagent:\n  subgoal_offset: [0.1, 0.1]\n",
+     "learner.subgoal_preact_to goal needs absolute subgoals"),
     ("agent:\n  top_time_aware: true\n",  # the default top level is capped
      "agent.top_time_aware needs agent.levels >= 2 and agent.top_until_episode_end"),
     ("agent:\n  levels: 1\n  horizons: [50]\n  top_time_aware: true\n"

@@ -8,6 +8,7 @@ import torch
 
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.learner import Learner, level_threads
+from hacray.algo.level import preact_penalty, preact_target
 from hacray.algo.normalizer import stats_of
 from hacray.config import LearnerConfig
 from hacray.types import Transitions
@@ -153,6 +154,39 @@ def test_only_the_pre_tanh_penalty_pulls_a_saturated_subgoal_actor_back(penalty,
     with torch.no_grad():
         z = float(pulled.levels[1].actor.pre_tanh(obs, goal).abs().median())
     assert (z < 10.0) == escapes, z
+
+
+@pytest.mark.parametrize("goal, expected", [
+    ([[0.5, 2.0]], [[0.0, 0.0, 0.0]]),                      # at the box's centre
+    ([[1.0, 2.5]], [[np.arctanh(0.5), np.arctanh(0.5), 0.0]]),  # half way to its bound
+    ([[9.0, -9.0]], [[np.arctanh(0.95), -np.arctanh(0.95), 0.0]]),  # outside: clipped
+])
+def test_a_goal_pull_targets_the_goal_inside_the_box_and_the_direct_values_at_zero(goal,
+                                                                                  expected):
+    centre, half = torch.tensor([0.5, 2.0, 0.0]), torch.tensor([1.0, 1.0, 1.0])
+    target = preact_target(torch.tensor(goal), centre, half)
+    assert torch.allclose(target, torch.tensor(expected, dtype=torch.float32), atol=1e-5)
+
+
+def pull(z, goal, to="centre", free=0.0):
+    """preact_penalty of level 1 of a hand-built 2-level learner (box [-1, 1]^3, no direct
+    values), weight 1."""
+    level = make_learner(2, 1).levels[1]
+    config = LearnerConfig(subgoal_preact_l2=1.0, subgoal_preact_to=to, subgoal_preact_free=free)
+    return float(preact_penalty(torch.tensor(z), torch.tensor(goal), level, config))
+
+
+@pytest.mark.parametrize("z, goal, to, free, expected", [
+    ([[1.0, -2.0, 0.0]], [[0.5, 0.5, 0.5, 9.0]], "centre", 0.0, 5.0 / 3),  # mean z^2, as before
+    ([[1.0, -2.0, 0.0]], [[0.5, 0.5, 0.5, 9.0]], "centre", 1.5, 0.25 / 3),  # only past 1.5
+    ([[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0, 9.0]], "goal", 0.0, 0.0),  # goal at the centre
+    ([[np.arctanh(0.5)] * 3], [[0.5, 0.5, 0.5, 9.0]], "goal", 0.0, 0.0),  # at the goal
+    ([[0.0, 0.0, 0.0]], [[0.5, 0.5, 0.5, 9.0]], "goal", 0.0, np.arctanh(0.5) ** 2),
+    ([[0.0, 0.0, 0.0]], [[0.5, 0.5, 0.5, 9.0]], "goal", 1.0, 0.0),  # within the free band
+])
+def test_the_pre_tanh_pull_costs_its_distance_from_its_target_beyond_the_free_band(
+        z, goal, to, free, expected):
+    assert pull(z, goal, to, free) == pytest.approx(expected, rel=1e-5)
 
 
 def test_level_update_every_must_fit_the_levels():

@@ -150,6 +150,9 @@ def level_spaces(config: Config, spec: EnvSpec) -> list[LevelSpace]:
     if replay.lift_priority > 0 and replay.lift_index >= spec.goal_dim:
         raise ConfigError(f"config: replay.lift_index {replay.lift_index} is not a coordinate of "
                           f"{spec.id}'s goal (0-{spec.goal_dim - 1})")
+    if levels > 1 and config.learner.subgoal_preact_to == "goal" and spec.goal_dim < sub_dim:
+        raise ConfigError(f"config: learner.subgoal_preact_to goal needs {spec.id}'s goal to hold "
+                          f"the subgoal's {sub_dim} coordinates first (it has {spec.goal_dim})")
     direct = np.asarray((agent.top_action_indices or []) if levels > 1 else [], np.int64)
     if len(direct) and (direct.max() >= spec.action_dim or len(direct) >= spec.action_dim):
         raise ConfigError(f"config: agent.top_action_indices {agent.top_action_indices} must be "

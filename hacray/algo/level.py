@@ -154,7 +154,7 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
     if l2:
         actor_loss = actor_loss + l2 * torch.mean(pi ** 2)
     if index > 0 and config.subgoal_preact_l2:  # pulls a saturated subgoal actor back
-        actor_loss = actor_loss + config.subgoal_preact_l2 * torch.mean(z ** 2)
+        actor_loss = actor_loss + preact_penalty(z, batch["goal"], level, config)
     actor_ok = guarded_step(level.actor_opt, actor_loss, level.actor, deferred)
     if actor_ok is False:
         return None
@@ -163,6 +163,32 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
     guard = critic_ok & actor_ok if deferred else True
     return guard, (metrics(index, q.detach(), target, critic_loss, actor_loss, level.space.q_low)
                    if want_metrics else {})
+
+
+PULL_EDGE = 0.95  # a goal pull's target stays inside this share of the subgoal box's half-width
+
+
+def preact_target(goal: torch.Tensor, centre: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """The pre-tanh output that puts a subgoal at ``goal`` (raw, one column per subgoal
+    coordinate) inside the box ``centre`` +- ``half`` (the level's whole action: the values
+    a top level sets directly come last), clipped to PULL_EDGE of it; the direct values at 0."""
+    sub_dim = goal.shape[1]
+    unit = torch.clamp((goal - centre[:sub_dim]) / half[:sub_dim], -PULL_EDGE, PULL_EDGE)
+    rest = torch.zeros(goal.shape[0], centre.shape[0] - sub_dim, dtype=goal.dtype,
+                       device=goal.device)
+    return torch.cat([torch.atanh(unit), rest], dim=1)
+
+
+def preact_penalty(z: torch.Tensor, goal: torch.Tensor, level: Level,
+                   config: LearnerConfig) -> torch.Tensor:
+    """``subgoal_preact_l2`` on how far the subgoal actor's pre-tanh output ``z`` is from its
+    target (``subgoal_preact_to``), beyond ``subgoal_preact_free``; ``goal`` raw."""
+    offset = z
+    if config.subgoal_preact_to == "goal":
+        sub_dim = level.space.act_dim - level.space.direct_dim
+        offset = z - preact_target(goal[:, :sub_dim], level.act_centre, level.act_half)
+    excess = torch.clamp(offset.abs() - config.subgoal_preact_free, min=0.0)
+    return config.subgoal_preact_l2 * torch.mean(excess ** 2)
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
