@@ -122,6 +122,12 @@ class AgentConfig:
     level's attempt ends at the step that reaches it. HAC's rule that a level stops when its
     goal or one above is met, for tasks that score the episode's last step (Fetch): there
     2-level policies put the object on the goal and then pushed it off (BENCHMARKS.md)."""
+    hold_radius: Optional[float] = None
+    """With hold_at_goal, the hold begins only once the env goal is within this distance (None:
+    the goal's own threshold, where the top level's reward begins). At the threshold, the hold
+    stops a push or a carry the step the object crosses into the goal's sphere, at its edge,
+    and a tenth of 2-level PickAndPlace's episodes ended just outside it (BENCHMARKS.md,
+    twenty-fifth session); a smaller radius lets the top level go on inside the sphere first."""
     hold_anchored: bool = False
     """With hold_at_goal, the stay subgoal is the one set on the step the hold began, kept until
     the goal is lost, not asked anew each step at where the level below stands now. Asked anew,

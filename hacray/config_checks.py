@@ -35,6 +35,8 @@ def validate(config: Any) -> None:
          f"agent.top_relabel must be one of {', '.join(RELABEL_SCHEMES)}, "
          f"got {agent.top_relabel!r}"),
         (agent.relabel_k >= 0, "agent.relabel_k must be >= 0"),
+        (agent.hold_radius is None or (agent.hold_radius > 0 and agent.hold_at_goal),
+         "agent.hold_radius needs agent.hold_at_goal and must be > 0"),
         (not agent.hold_anchored or (agent.levels >= 2 and agent.hold_at_goal),
          "agent.hold_anchored needs agent.levels >= 2 and agent.hold_at_goal (a flat agent holds "
          "with the zero action)"),

@@ -363,6 +363,46 @@ def test_hold_anchored_keeps_the_stay_subgoal_set_when_the_hold_began(anchored):
         assert np.all(np.diff(stays[:, 0]) > 0.02)
 
 
+class Approaches:
+    """A scripted 2-level point-mass policy: the top level proposes the env goal, level 0 steps
+    towards its subgoal, slowing as it nears it (so the goal's sphere is entered gradually)."""
+
+    def __init__(self, spaces):
+        self.spaces, self.version = spaces, 0
+
+    def act(self, level, obs, goal):
+        if level == 1:
+            return np.asarray(goal, np.float32)
+        return np.clip((goal - obs) / 0.3, -1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("radius", [None, 0.03])
+def test_hold_radius_begins_the_hold_only_that_near_the_goal(radius):
+    from hacray.algo.rollout import run_episode
+    extra = () if radius is None else (f"agent.hold_radius={radius}",)
+    config = load_config(None, ("env.id=PointMass-v0", "agent.horizons=[5,6]",
+                                "agent.top_until_episode_end=true", "agent.hold_at_goal=true")
+                         + extra)
+    env = make_env(config.env)
+    seed = next(s for s in range(100) if np.linalg.norm(np.subtract(*env.reset(s)[1:])) > 0.5)
+    episode = run_episode(env, Approaches(Blueprint.of(config, env.spec).spaces), config.agent,
+                          seed, np.random.default_rng(0), False)
+    top = episode.segments[1][0]
+    distance = np.linalg.norm(top.achieved[:-1] - top.goal, axis=1)
+    stays = np.all(np.abs(top.actions - top.achieved[:-1]) < 1e-6, axis=1)
+    near = distance < (env.spec.goal_threshold if radius is None else radius)
+    assert near.any() and (~near).any()
+    np.testing.assert_array_equal(stays, near)  # the top level acts until then, holds after
+    if radius is not None:  # it was inside the goal's sphere, acting, before the hold began
+        assert np.any((distance >= radius) & (distance < env.spec.goal_threshold))
+
+
+def test_hold_radius_needs_a_hold():
+    from hacray.config import ConfigError
+    with pytest.raises(ConfigError, match="agent.hold_radius needs agent.hold_at_goal"):
+        load_config(None, ("env.id=PointMass-v0", "agent.hold_radius=0.03"))
+
+
 def test_hold_anchored_needs_a_hold():
     from hacray.config import ConfigError
     with pytest.raises(ConfigError, match="agent.hold_anchored needs agent.levels >= 2 and "

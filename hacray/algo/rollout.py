@@ -90,6 +90,8 @@ class _Recorder:
     goals: list[np.ndarray] = field(default_factory=list)
     on_step: StepHook | None = None
     reached_top: Callable[[np.ndarray, np.ndarray], bool] | None = None
+    holds: Callable[[np.ndarray, np.ndarray], bool] | None = None
+    """Whether the env goal is near enough for agent.hold_at_goal's hold (agent.hold_radius)."""
     direct: np.ndarray | None = None
     """The env action values the top level set with its current subgoal (top_action_indices)."""
 
@@ -155,7 +157,9 @@ def play(env: GoalEnv, policy: Policy, agent: AgentConfig, env_seed: int,
     rec = _Recorder(segments=[[] for _ in spaces], obs=obs, env_achieved=achieved,
                     subgoals_given=np.zeros(len(spaces)), subgoals_reached=np.zeros(len(spaces)),
                     goals=[goal] * len(spaces), on_step=on_step,
-                    reached_top=distance_reached(spaces[top].threshold))
+                    reached_top=distance_reached(spaces[top].threshold),
+                    holds=distance_reached(spaces[top].threshold if agent.hold_radius is None
+                                           else agent.hold_radius))
     degenerate = bool(rec.reached_top(achieved, goal))
     yield from _run_level(top, goal, False, env, policy, agent, rng, explore, rec)
     given = rec.subgoals_given
@@ -232,7 +236,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
     hold, hold_below = top and agent.hold_at_goal, not top and agent.hold_at_goal
     anchor = None   # agent.hold_anchored: the stay subgoal set when the hold began
     for _ in attempts:
-        if hold and reached(ach_rows[-1], goal):
+        if hold and rec.holds(rec.env_achieved, env_goal):
             action = anchor if anchor is not None else _stay(
                 space, policy.spaces[level - 1] if level else None, rec)
             if agent.hold_anchored:
@@ -278,7 +282,7 @@ def _run_level(level: int, goal: np.ndarray, testing: bool, env: GoalEnv, policy
         goal_hit = bool(reached(ach_rows[-1], goal))
         # holding, a lower level's attempt ends where the env goal is reached (as in HAC, where
         # a level stops when its goal or a goal above is met): the top level then holds it
-        held = hold_below and bool(rec.reached_top(rec.env_achieved, env_goal))
+        held = hold_below and bool(rec.holds(rec.env_achieved, env_goal))
         if rec.done or (goal_hit and not top) or held:
             break
     rec.segments[level].append(Segment(
