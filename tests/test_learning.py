@@ -1,4 +1,4 @@
-"""Does it learn? The tiny env end to end in one process (component tier, ~15 s each)."""
+"""Does it learn? The tiny env end to end in one process (component tier, ~15-25 s each)."""
 import json
 
 import pytest
@@ -6,6 +6,12 @@ import pytest
 from hacray.cli import main
 
 pytestmark = pytest.mark.training
+
+
+# A switch that no shipped config sets (a screened variant) learns the tiny env in the slow
+# tier (`python3 -m pytest -q -m slow`): ~25 s each, they kept the default run near 15 minutes.
+# Its transitions keep their unit tests in the default run.
+UNSHIPPED = pytest.mark.slow
 
 
 def train(tmp_path, point_mass_yaml, *overrides, name="run"):
@@ -24,6 +30,7 @@ def test_two_level_hac_learns_the_tiny_env(tmp_path, point_mass_yaml):
     assert records[-1]["wall_time_s"] < 60
 
 
+@UNSHIPPED
 def test_hindsight_goals_drawn_at_sample_time_learn_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "replay.her_at_sample=true")
     assert records[-1]["eval/success_rate"] >= 0.9
@@ -31,6 +38,7 @@ def test_hindsight_goals_drawn_at_sample_time_learn_it_too(tmp_path, point_mass_
     assert records[-1]["replay/level0_size"] <= 1.1 * records[-1]["env_steps"]
 
 
+@UNSHIPPED
 def test_a_lower_level_that_sees_the_goal_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "agent.lower_sees_goal=true")
     assert records[-1]["eval/success_rate"] >= 0.9
@@ -44,12 +52,14 @@ def test_a_top_level_that_sets_an_env_action_value_itself_learns_it_too(tmp_path
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+@UNSHIPPED
 def test_subgoals_clipped_to_within_reach_learn_it_too(tmp_path, point_mass_yaml):
     """agent.subgoal_reach=[0.3, 0.3]: 0.85 at the end on seed 0 (0.6-0.85 from 1.8k)."""
     records = train(tmp_path, point_mass_yaml, "agent.subgoal_reach=[0.3,0.3]")
     assert records[-1]["eval/success_rate"] >= 0.8
 
 
+@UNSHIPPED
 def test_a_top_level_with_its_own_network_size_learns_it_too(tmp_path, point_mass_yaml):
     """learner.top_hidden=[128,128] beside level 0's [64,64] (the rollout workers' numpy actors
     take each level's own sizes from its weights)."""
@@ -57,6 +67,7 @@ def test_a_top_level_with_its_own_network_size_learns_it_too(tmp_path, point_mas
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+@UNSHIPPED
 def test_a_top_level_replaying_rising_episodes_more_often_learns_it_too(tmp_path,
                                                                          point_mass_yaml):
     """replay.lift_priority=4 on the goal's y (a stand-in for height): the top level's rows are
@@ -66,12 +77,14 @@ def test_a_top_level_replaying_rising_episodes_more_often_learns_it_too(tmp_path
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
+@UNSHIPPED
 def test_a_top_level_on_every_second_update_learns_it_too(tmp_path, point_mass_yaml):
     records = train(tmp_path, point_mass_yaml, "learner.level_update_every=[1,2]")
     assert records[-1]["eval/success_rate"] >= 0.9
     assert "level1/critic_loss" in records[-1]
 
 
+@UNSHIPPED
 def test_a_top_level_paid_per_env_step_learns_it_too(tmp_path, point_mass_yaml):
     """agent.top_time_aware: 0.85-1.0 at the end over seeds 0-3 (0.85 on this seed). Its test
     penalty matters: at the floor -1/(1-gamma) the top level shied away to 0.15, at HAC's -H
