@@ -223,3 +223,25 @@ def test_grasp_start_is_refused_where_there_is_nothing_to_grasp(task):
     from hacray.config import ConfigError
     with pytest.raises(ConfigError, match=f"env.grasp_start needs .*; {task} has none"):
         make_env(EnvConfig(id=task, grasp_start=0.5))
+
+
+def test_pick_and_place_l2_trains_its_top_level_to_4cm_and_succeeds_at_fetchs_5cm():
+    """The shipped 2-level PickAndPlace file trains the top level to 4 cm (its reward, hindsight
+    relabelling and hold) and the motor level to 5 cm; success stays Fetch's own is_success."""
+    from pathlib import Path
+    from hacray.algo.hierarchy import level_spaces
+    from hacray.config import load_config
+    from hacray.goals import distance_reached
+    config = load_config(Path(__file__).parents[1] / "configs" / "fetch_pick_and_place_l2.yaml")
+    env = make_env(config.env)
+    motor, top = level_spaces(config, env.spec)
+    assert (top.threshold, motor.threshold) == (0.04, 0.05)
+    _, achieved, _ = env.reset(seed=0)
+    rows = []
+    for offset in (0.035, 0.045, 0.055):  # object left where it lies, the goal moved away
+        env.env.unwrapped.goal = achieved + np.array([offset, 0.0, 0.0])
+        _, now, success, _ = env.step(np.zeros(env.spec.action_dim, np.float32))
+        top_reached = bool(distance_reached(top.threshold)(now, env.env.unwrapped.goal))
+        rows.append((success, top_reached))
+    assert rows == [(True, True), (True, False), (False, False)]
+    env.close()
