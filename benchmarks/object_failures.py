@@ -31,7 +31,11 @@ policy that puts the object on the goal from one that parks it at the edge of th
 sphere; ``near_miss_toward_box_centre``: over the near misses (1-1.6 thresholds), the mean
 cosine between the object's offset from the goal and the direction from the goal to the
 centre of the subgoal box (``env.subgoal_low``/``_high``; hierarchies only), which is
-positive when the misses fall short towards the box's middle.
+positive when the misses fall short towards the box's middle. ``near_miss_offset_median``: the
+object's offset from the goal (x, y, z; median over the near misses); with gripper subgoals,
+``near_miss_subgoal_offset_median`` (the top level's last subgoal's offset from the goal) and
+``near_miss_gripper_to_subgoal_median`` (how far the gripper ended from that subgoal): whether
+the top level aims short, or the level below stops short of where it aims.
 
 ``lifted_steps``: the fraction of all env steps with the object that high (how much of a run's
 experience shows it lifted). ``--explore`` plays the episodes as training does (exploration
@@ -189,6 +193,14 @@ def fractions(kinds: list[str], names: tuple[str, ...]) -> dict[str, float]:
     return {name: round(kinds.count(name) / len(kinds), 3) for name in names}
 
 
+def median_of(values: list) -> Optional[float | list[float]]:
+    """The median (of each coordinate, for vectors) rounded to mm; None when there are none."""
+    if not values:
+        return None
+    median = np.round(np.median(np.asarray(values, np.float64), axis=0), 3)
+    return median.tolist() if median.ndim else float(median)
+
+
 def lifted(path: np.ndarray, lift: float) -> bool:
     """Whether the object rose more than ``lift`` metres above where it started."""
     return bool(path[:, 2].max() - path[0, 2] > lift)
@@ -245,6 +257,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     lifts_by_kind: dict[str, list[bool]] = {}
     ends: list[float] = []
     towards: list[float] = []
+    near: dict[str, list] = {"offset": [], "subgoal": [], "gripper": []}
     low, high = config.env.subgoal_low, config.env.subgoal_high
     gripper_box = (config.agent.levels > 1 and low is not None and high is not None
                    and list(config.env.subgoal_indices or [])[:3] == [0, 1, 2])
@@ -271,8 +284,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
             if moved.size:
                 first_moves.append(int(moved[0]))
             ends.append(float(np.linalg.norm(path[-1] - goal)))
-            if centre is not None and args.threshold <= ends[-1] < BANDS[-1] * args.threshold:
-                towards.append(toward(path[-1] - goal, goal, centre))
+            if args.threshold <= ends[-1] < BANDS[-1] * args.threshold:
+                near["offset"].append(path[-1] - goal)
+                if centre is not None:
+                    towards.append(toward(path[-1] - goal, goal, centre))
+                    subgoal = episode.segments[-1][-1].actions[-1][:3]
+                    near["subgoal"].append(subgoal - goal)
+                    gripper = object_path(episode.segments[0], GRIPPER)[-1]
+                    near["gripper"].append(float(np.linalg.norm(gripper - subgoal)))
             if kind != "success":
                 misses.append(ends[-1])
             if kind == "left_goal":
@@ -297,6 +316,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     "end_distance_shares": distance_shares(ends, args.threshold),
                     "near_miss_toward_box_centre": round(float(np.mean(towards)), 2) if towards
                     else None,
+                    "near_miss_offset_median": median_of(near["offset"]),
+                    "near_miss_subgoal_offset_median": median_of(near["subgoal"]),
+                    "near_miss_gripper_to_subgoal_median": median_of(near["gripper"]),
                     **{f"success_{k}": v["success"] for k, v in by_goal.items()},
                     **{f"untouched_{k}": v["untouched"] for k, v in by_goal.items()},
                     "outcomes_by_goal": by_goal,

@@ -265,6 +265,16 @@ def test_object_failures_can_slow_the_lowest_level_only():
     assert slowed.spaces == ("level 0", "level 1")
 
 
+@pytest.mark.parametrize("values,expected", [
+    ([], None),                                                    # no near misses
+    ([0.031, 0.0374, 0.05], 0.037),                                # distances: one median, mm
+    ([[0.0, 0.0, -0.05], [0.01, 0.0, -0.06], [0.03, 0.0, -0.04]],  # offsets: per coordinate
+     [0.01, 0.0, -0.05]),
+])
+def test_object_failures_takes_the_near_misses_median_per_coordinate(values, expected):
+    assert _script("object_failures").median_of(values) == expected
+
+
 @pytest.mark.parametrize("gripper,expected", [
     ([[0, 0, 0], [0, 0, 0.1]], 0.1),      # it stayed 0.1 away at best
     ([[0.3, 0, 0], [0, 0, 0.02]], 0.02),  # the nearest step counts, wherever the object is
@@ -294,6 +304,10 @@ def test_object_failures_plays_a_pick_and_place_policy_exploring_with_changed_se
     assert {"left_goal_carried", "left_goal_dropped", "left_goal_pushed"} <= set(report)
     kinds = [k[len("untouched_"):] for k in report if k.startswith("untouched_")]
     assert kinds and set(kinds) <= {"air", "table"}
+    for key, size in (("near_miss_offset_median", 3), ("near_miss_subgoal_offset_median", 3)):
+        assert report[key] is None or len(report[key]) == size
+    assert (report["near_miss_gripper_to_subgoal_median"] is None
+            or report["near_miss_gripper_to_subgoal_median"] >= 0.0)
     assert all(report[f"gripper_object_closest_median_{k}"] >= 0.0 for k in kinds)
     with pytest.raises(SystemExit, match="unknown key 'agent.nope'"):
         bench.main([str(run_dir), "--episodes", "1", "--agent", "nope=1"])
