@@ -285,9 +285,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 first_moves.append(int(moved[0]))
             ends.append(float(np.linalg.norm(path[-1] - goal)))
             if args.threshold <= ends[-1] < BANDS[-1] * args.threshold:
-                near["offset"].append(path[-1] - goal)
+                offset = path[-1] - goal
+                near["offset"].append(offset)
                 if centre is not None:
-                    towards.append(toward(path[-1] - goal, goal, centre))
+                    towards.append(toward(offset, goal, centre))
                     subgoal = episode.segments[-1][-1].actions[-1][:3]
                     near["subgoal"].append(subgoal - goal)
                     gripper = object_path(episode.segments[0], GRIPPER)[-1]
