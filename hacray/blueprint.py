@@ -73,6 +73,7 @@ class Blueprint:
             obs_dim=self.spec.obs_dim, capacity=config.replay.capacity,
             gamma=config.learner.gamma, k=agent.relabel_k, drop_degenerate=agent.drop_degenerate,
             obs_clip=config.learner.obs_clip, her_at_sample=config.replay.her_at_sample,
+            her_actual=config.replay.her_actual,
             rng=seeding.rng(config.train.seed, "replay", *((shard,) if shard else ())))
 
     def policy(self) -> Policy:

@@ -245,6 +245,12 @@ class ReplayConfig:
     SB3 and mrl do), instead of storing it with agent.relabel_k hindsight goals fixed at
     insert: the same mix of goals, and capacity rows then hold relabel_k + 1 times the env
     steps. For the hac, future and final schemes."""
+    her_actual: float = 0.0
+    """With her_at_sample: the share of the hindsight goals that are instead the original goal
+    of another stored row, drawn uniformly over the buffer (spitis/mrl's "futureactual"; with
+    agent.relabel_k 4, 0.5 gives its futureactual_2_2 mix: 0.4 future, 0.4 actual, 0.2 the
+    row's own goal). The critic then also sees, from every state, the goals the task really
+    sets, which on FetchSlide lie far from where the puck stops. 0: future goals only."""
     lift_priority: float = 0.0
     """Replay the top level's rows of episodes whose achieved goal rose (an object lifted) up
     to 1 + this times as often as those of episodes where it did not: a row's weight is

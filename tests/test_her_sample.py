@@ -70,12 +70,23 @@ def test_relabelled_rows_get_rewards_and_discounts_of_their_new_goal():
     assert kept.reward.tolist() == [-1, 0, -1] and kept.discount.tolist() == [GAMMA] * 3
 
 
-def one_level_replay(capacity, her_at_sample, scheme="future", k=4, seed=0):
+def test_actual_goals_replace_the_given_share_of_the_hindsight_goals_only():
+    rng = np.random.default_rng(4)
+    chosen = rng.random(20000) < 0.8
+    assert not her_sample.draw_actual(chosen, 0.0, rng).any()
+    actual = her_sample.draw_actual(chosen, 0.5, rng)
+    assert not actual[~chosen].any()
+    assert actual[chosen].mean() == pytest.approx(0.5, abs=0.02)
+    assert her_sample.draw_actual(chosen, 1.0, rng).tolist() == chosen.tolist()
+
+
+def one_level_replay(capacity, her_at_sample, scheme="future", k=4, seed=0, her_actual=0.0):
     spec = LevelSpec(horizon=50, goal_dim=1, act_dim=1, reached=distance_reached(0.5),
                      scheme=scheme, terminate_on_goal=True)
     return HierarchicalReplay([spec], obs_dim=1, capacity=capacity, gamma=GAMMA, k=k,
                               drop_degenerate=True, obs_clip=200.0,
-                              rng=np.random.default_rng(seed), her_at_sample=her_at_sample)
+                              rng=np.random.default_rng(seed), her_at_sample=her_at_sample,
+                              her_actual=her_actual)
 
 
 def episode_of(achieved, goal):
@@ -96,6 +107,26 @@ def test_wrapped_ring_draws_goals_from_the_sampled_rows_own_segment():
     own = batch.goal[relabelled, 0] // 100 == batch.obs[relabelled, 0] // 100
     later = batch.goal[relabelled, 0] > batch.obs[relabelled, 0]  # future: after the action
     assert own.all() and later.all()
+
+
+def test_actual_goals_are_other_rows_original_goals_with_their_own_rewards():
+    """Episode e achieves 100e .. 100e+5 and sets the goal 100(e+1)+2.75, which episode e+1
+    reaches (0.25 from its 100(e+1)+3): with her_actual 0.5 a sample holds 0.2 own goals, 0.4 future achieved goals and
+    0.4 stored original goals (any episode's, so sometimes its own), rewarded where reached."""
+    replay = one_level_replay(capacity=1000, her_at_sample=True, her_actual=0.5)
+    originals = [100.0 * (e + 1) + 2.75 for e in range(1, 5)]
+    for e, goal in zip(range(1, 5), originals):
+        replay.add_episode(episode_of([100 * e + t for t in range(6)], goal=goal))
+    batch, = replay.sample(40_000)
+    goal, obs, after = batch.goal[:, 0], batch.obs[:, 0], batch.next_obs[:, 0]
+    future = goal == np.round(goal)  # achieved goals are whole numbers, originals not
+    assert future.mean() == pytest.approx(0.4, abs=0.02)
+    assert np.isin(goal[~future], originals).all()
+    own = goal == 100 * (obs // 100 + 1) + 2.75
+    assert (~future & ~own).mean() == pytest.approx(0.4 * 3 / 4, abs=0.02)  # another's
+    hit = np.abs(goal - after) < 0.5
+    assert hit[~future].any()  # episode e+1 rows ending at episode e's goal
+    assert (batch.reward == hit.astype(np.float32) - 1).all()
 
 
 def test_the_same_mix_of_goals_as_insert_time_relabelling():

@@ -9,6 +9,10 @@ action (future and hac: k; final: 1), drawn as relabel.py draws it: future unifo
 achieved goals of this action's and the later actions' outcomes, final the segment's last, hac
 the last with probability 1/k and else future. Rewards and discounts are recomputed as at
 insert. Subgoal-test penalty rows are never relabelled (they are not at insert either).
+
+A share of the hindsight goals can instead be "actual" goals (spitis/mrl's futureactual): the
+original goal of another stored row, drawn uniformly from the buffer, so that the critic also
+learns, from every state, what the goals the task really sets are worth.
 """
 from __future__ import annotations
 
@@ -70,6 +74,14 @@ def draw_offsets(ahead: np.ndarray, mode: np.ndarray, scheme: str, k: int,
         if scheme == "hac":
             offsets = np.where(rng.random(n) < 1.0 / max(k, 1), ahead, offsets)
     return np.where(relabel, offsets, -1)
+
+
+def draw_actual(chosen: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Which of the relabelled rows (``chosen``) take another row's original goal instead of
+    one of their own achieved goals: each with probability ``share``."""
+    if share <= 0.0:
+        return np.zeros_like(chosen)
+    return chosen & (rng.random(len(chosen)) < share)
 
 
 def relabelled(batch: Transitions, achieved_next: np.ndarray, goals: np.ndarray,

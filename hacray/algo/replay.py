@@ -137,9 +137,10 @@ class HierarchicalReplay:
 
     def __init__(self, levels: list[LevelSpec], obs_dim: int, capacity: int, gamma: float,
                  k: int, drop_degenerate: bool, obs_clip: float, rng: np.random.Generator,
-                 her_at_sample: bool = False):
+                 her_at_sample: bool = False, her_actual: float = 0.0):
         self.levels, self.gamma, self.k = levels, gamma, k
         self.drop_degenerate, self.her_at_sample = drop_degenerate, her_at_sample
+        self.her_actual = her_actual
         self.obs_clip, self.rng = obs_clip, rng
         self.buffers = [RingBuffer(capacity, obs_dim, lv.goal_dim, lv.act_dim, her_at_sample,
                                    lv.lift.max_weight if lv.lift else None) for lv in levels]
@@ -213,6 +214,9 @@ class HierarchicalReplay:
                                           self.rng)
         # a segment's rows lie in order (mod capacity) and are newer than the sampled one
         goals = buffer.data["achieved_next"][(idx + np.maximum(offsets, 0)) % buffer.capacity]
+        actual = her_sample.draw_actual(offsets >= 0, self.her_actual, self.rng)
+        if actual.any():  # another stored row's original goal, drawn uniformly
+            goals[actual] = buffer.data["goal"][self.rng.integers(0, len(buffer), actual.sum())]
         return her_sample.relabelled(buffer.rows(idx), hindsight.achieved_next, goals,
                                      offsets >= 0, reached=spec.reached, gamma=self.gamma,
                                      terminate_on_goal=spec.terminate_on_goal)
