@@ -111,8 +111,9 @@ def test_wrapped_ring_draws_goals_from_the_sampled_rows_own_segment():
 
 def test_actual_goals_are_other_rows_original_goals_with_their_own_rewards():
     """Episode e achieves 100e .. 100e+5 and sets the goal 100(e+1)+2.75, which episode e+1
-    reaches (0.25 from its 100(e+1)+3): with her_actual 0.5 a sample holds 0.2 own goals, 0.4 future achieved goals and
-    0.4 stored original goals (any episode's, so sometimes its own), rewarded where reached."""
+    reaches (0.25 from its 100(e+1)+3): with her_actual 0.5 a sample holds 0.2 own goals, 0.4
+    future achieved goals and 0.4 stored original goals (any episode's, so sometimes its own),
+    rewarded where reached."""
     replay = one_level_replay(capacity=1000, her_at_sample=True, her_actual=0.5)
     originals = [100.0 * (e + 1) + 2.75 for e in range(1, 5)]
     for e, goal in zip(range(1, 5), originals):

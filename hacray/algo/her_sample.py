@@ -79,7 +79,7 @@ def draw_offsets(ahead: np.ndarray, mode: np.ndarray, scheme: str, k: int,
 def draw_actual(chosen: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
     """Which of the relabelled rows (``chosen``) take another row's original goal instead of
     one of their own achieved goals: each with probability ``share``."""
-    if share <= 0.0:
+    if share <= 0.0:  # draws nothing, so runs without it sample as they always did
         return np.zeros_like(chosen)
     return chosen & (rng.random(len(chosen)) < share)
 

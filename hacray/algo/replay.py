@@ -214,11 +214,12 @@ class HierarchicalReplay:
                                           self.rng)
         # a segment's rows lie in order (mod capacity) and are newer than the sampled one
         goals = buffer.data["achieved_next"][(idx + np.maximum(offsets, 0)) % buffer.capacity]
-        actual = her_sample.draw_actual(offsets >= 0, self.her_actual, self.rng)
+        chosen = offsets >= 0
+        actual = her_sample.draw_actual(chosen, self.her_actual, self.rng)
         if actual.any():  # another stored row's original goal, drawn uniformly
             goals[actual] = buffer.data["goal"][self.rng.integers(0, len(buffer), actual.sum())]
         return her_sample.relabelled(buffer.rows(idx), hindsight.achieved_next, goals,
-                                     offsets >= 0, reached=spec.reached, gamma=self.gamma,
+                                     chosen, reached=spec.reached, gamma=self.gamma,
                                      terminate_on_goal=spec.terminate_on_goal)
 
     def normalizer_stats(self) -> tuple[NormalizerStats, tuple[NormalizerStats, ...]]:
