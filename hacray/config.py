@@ -160,6 +160,9 @@ class LearnerConfig:
     """Hidden layer sizes of the top level's actor and critic, when it has a level below
     (agent.levels >= 2): a top level that has to learn the task (e.g. PickAndPlace's grasp and
     lift) with a motor level kept small and cheap. None: ``hidden``."""
+    layer_norm: bool = False
+    """A LayerNorm after each hidden layer (before its ReLU) of every actor and critic, as
+    spitis/mrl's Fetch networks have."""
     actor_lr: float = 1e-3
     """Adam learning rate of the actors."""
     critic_lr: float = 1e-3

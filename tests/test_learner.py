@@ -27,10 +27,11 @@ SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 def make_learner(levels: int, threads: int, every: Optional[list[int]] = None,
                  subgoal_l2: float = 0.0, subgoal_preact_l2: float = 0.0,
-                 top_hidden: Optional[list[int]] = None) -> Learner:
+                 top_hidden: Optional[list[int]] = None, layer_norm: bool = False) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
                            level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2,
-                           subgoal_preact_l2=subgoal_preact_l2, top_hidden=top_hidden)
+                           subgoal_preact_l2=subgoal_preact_l2, top_hidden=top_hidden,
+                           layer_norm=layer_norm)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -236,14 +237,27 @@ def test_top_hidden_sizes_the_top_levels_networks_alone(levels, top_hidden, expe
     learner.update(random_batches(levels, np.random.default_rng(0)))  # and it trains
 
 
-@pytest.mark.parametrize("batch,top_hidden", [(1, None), (4, None), (4, [8, 8, 8])])
-def test_worker_numpy_policy_computes_the_learners_torch_actor(batch, top_hidden):
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_layer_norm_follows_each_hidden_layer_of_every_network(layer_norm):
+    learner = make_learner(levels=2, threads=1, top_hidden=[8, 8, 8], layer_norm=layer_norm)
+    for level in learner.levels:
+        for net in (level.actor, level.critic, level.actor_target, level.critic_target):
+            norms = [m.normalized_shape[0] for m in net.modules()
+                     if isinstance(m, torch.nn.LayerNorm)]
+            assert norms == (widths(net)[:-1] if layer_norm else [])
+
+
+@pytest.mark.parametrize("batch,top_hidden,layer_norm", [
+    (1, None, False), (4, None, False), (4, [8, 8, 8], False), (1, None, True),
+    (4, [8, 8, 8], True)])
+def test_worker_numpy_policy_computes_the_learners_torch_actor(batch, top_hidden, layer_norm):
     """Rollout workers evaluate the exported actors in numpy, on inputs their own copies of the
     published normalisers map; after training steps and with normaliser statistics in place,
     their actions are the learner's torch actors' on the learner's normalised inputs (float32
-    rounding), whatever each level's network size."""
+    rounding), whatever each level's network size and with LayerNorms (trained away from their
+    initial scale 1 and shift 0)."""
     from hacray.algo.rollout import Policy
-    learner = make_learner(levels=2, threads=1, top_hidden=top_hidden)
+    learner = make_learner(levels=2, threads=1, top_hidden=top_hidden, layer_norm=layer_norm)
     rng = np.random.default_rng(5)
     for _ in range(3):
         learner.update(random_batches(2, rng))

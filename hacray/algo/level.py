@@ -36,8 +36,9 @@ class Level:
                  device: torch.device, hidden: Optional[list[int]] = None):
         self.space = space
         hidden = config.hidden if hidden is None else hidden
-        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, hidden).to(device)
-        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, hidden).to(device)
+        norm = config.layer_norm
+        self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, hidden, norm).to(device)
+        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, hidden, norm).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.fused = use_fused_adam(device)

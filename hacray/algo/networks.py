@@ -10,10 +10,14 @@ import torch
 from torch import nn
 
 
-def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Sequential:
+def mlp(inputs: int, hidden: list[int], outputs: int, layer_norm: bool = False
+        ) -> nn.Sequential:
+    """Linear layers with ReLU between them; with ``layer_norm``, each hidden Linear is followed
+    by a LayerNorm before its ReLU (spitis/mrl's Fetch networks)."""
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(inputs, width), nn.ReLU()]
+        layers += [nn.Linear(inputs, width), *([nn.LayerNorm(width)] if layer_norm else []),
+                   nn.ReLU()]
         inputs = width
     layers.append(nn.Linear(inputs, outputs))
     return nn.Sequential(*layers)
@@ -22,9 +26,10 @@ def mlp(inputs: int, hidden: list[int], outputs: int) -> nn.Sequential:
 class Actor(nn.Module):
     """pi(obs, goal) -> action in [-1, 1]^act_dim (normalised inputs in, tanh out)."""
 
-    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int]):
+    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int],
+                 layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim + goal_dim, hidden, act_dim)
+        self.net = mlp(obs_dim + goal_dim, hidden, act_dim, layer_norm)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.pre_tanh(obs, goal))
@@ -37,9 +42,10 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """Q(obs, goal, action) with the action scaled to [-1, 1]."""
 
-    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int]):
+    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int],
+                 layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim + goal_dim + act_dim, hidden, 1)
+        self.net = mlp(obs_dim + goal_dim + act_dim, hidden, 1, layer_norm)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor, action: torch.Tensor
                 ) -> torch.Tensor:
