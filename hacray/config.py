@@ -163,6 +163,10 @@ class LearnerConfig:
     layer_norm: bool = False
     """A LayerNorm after each hidden layer (before its ReLU) of every actor and critic, as
     spitis/mrl's Fetch networks have."""
+    twin_critics: bool = False
+    """Two critics per level, whose targets bootstrap from the smaller Q (TD3's clipped double
+    Q; SB3's TQC Fetch recipe has two critics too); the actor climbs the first. Costs a second
+    critic step per update."""
     actor_lr: float = 1e-3
     """Adam learning rate of the actors."""
     critic_lr: float = 1e-3

@@ -130,6 +130,7 @@ def check_resume_config(run_dir: Path, config: Config) -> None:
     saved = load_config(run_dir / "config.yaml")
     for section, key in (("env", "id"), ("agent", "levels"), ("learner", "hidden"),
                          ("learner", "top_hidden"), ("learner", "layer_norm"),
+                         ("learner", "twin_critics"),
                          ("agent", "lower_sees_goal"), ("replay", "her_at_sample"),
                          ("replay", "lift_priority")):
         old, new = getattr(getattr(saved, section), key), getattr(getattr(config, section), key)

@@ -8,7 +8,7 @@ import torch
 
 from hacray.algo.hierarchy import LevelSpace
 from hacray.algo.learner import Learner, level_threads
-from hacray.algo.level import preact_penalty, preact_target
+from hacray.algo.level import learn, preact_penalty, preact_target
 from hacray.algo.normalizer import stats_of
 from hacray.config import LearnerConfig
 from hacray.types import Transitions
@@ -27,11 +27,12 @@ SPACES = [space(0, 3, 2, -5.0), space(1, 4, 3, -50.0), space(2, 2, 4, -50.0)]
 
 def make_learner(levels: int, threads: int, every: Optional[list[int]] = None,
                  subgoal_l2: float = 0.0, subgoal_preact_l2: float = 0.0,
-                 top_hidden: Optional[list[int]] = None, layer_norm: bool = False) -> Learner:
+                 top_hidden: Optional[list[int]] = None, layer_norm: bool = False,
+                 twin_critics: bool = False) -> Learner:
     config = LearnerConfig(hidden=[32, 32], batch_size=16, device="cpu", target_update_every=2,
                            level_threads=threads, level_update_every=every, subgoal_l2=subgoal_l2,
                            subgoal_preact_l2=subgoal_preact_l2, top_hidden=top_hidden,
-                           layer_norm=layer_norm)
+                           layer_norm=layer_norm, twin_critics=twin_critics)
     return Learner(SPACES[:levels], OBS_DIM, config, seed=3)
 
 
@@ -206,6 +207,56 @@ def test_the_actors_step_computes_no_critic_weight_gradient():
     # once each, for the critic's own loss; the actor's loss would make it twice
     assert computed == {0: n_params, 1: n_params}
     assert all(p.requires_grad for lv in learner.levels for p in lv.critic.parameters())
+
+
+def constant_heads(critic: torch.nn.Module, values: list[float]) -> None:
+    """Make each of the critic's networks output a constant (zero weights, the value as the
+    last bias)."""
+    with torch.no_grad():
+        for net, value in zip([critic.net, critic.twin], values):
+            for p in net.parameters():
+                p.zero_()
+            net[-1].bias.fill_(value)
+
+
+@pytest.mark.parametrize("twin,heads,reward,expected", [
+    (False, [-3.0], -1.0, -1.0 + 0.98 * -3.0),
+    (True, [-1.0, -3.0], -1.0, -1.0 + 0.98 * -3.0),    # the smaller of the two
+    (True, [-4.0, -2.0], -1.0, -1.0 + 0.98 * -4.0),
+    (True, [-1.0, 2.0], 0.0, 0.98 * -1.0),             # a twin's overestimate does not leak
+    (True, [1.0, 2.0], 0.0, 0.0),                      # both above 0: clipped to 0 as ever
+    (True, [-80.0, -90.0], -1.0, -5.0),                # clipped to level 0's q_low
+])
+def test_twin_critics_bootstrap_from_the_smaller_target_q(twin, heads, reward, expected):
+    learner = make_learner(1, 1, twin_critics=twin)
+    level = learner.levels[0]
+    constant_heads(level.critic_target, heads)
+    batch = random_batches(1, np.random.default_rng(2))[0]
+    n = len(batch.reward)
+    tensors = {name: torch.from_numpy(getattr(batch, name)) for name in
+               ("obs", "goal", "action", "next_obs")}
+    tensors["reward"] = torch.full((n,), reward)
+    tensors["discount"] = torch.full((n,), 0.98)
+    norms = (torch.zeros(OBS_DIM), torch.ones(OBS_DIM), torch.zeros(SPACES[0].goal_dim),
+             torch.ones(SPACES[0].goal_dim))
+    _, metrics = learn(level, 0, tensors, norms, learner.config, average_targets=False,
+                       deferred=False, want_metrics=True)
+    assert float(metrics["level0/target_mean"]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_both_twin_critics_learn_their_targets_and_the_actor_climbs_the_first():
+    learner = make_learner(2, 1, twin_critics=True)
+    nets = [net for lv in learner.levels for net in (lv.critic.net, lv.critic.twin)]
+    before = [[p.detach().clone() for p in net.parameters()] for net in nets]
+    learner.update(random_batches(2, np.random.default_rng(1)))
+    for net, old in zip(nets, before):  # every network of every level stepped
+        assert all(not torch.equal(a, b) for a, b in zip(old, net.parameters()))
+    level = learner.levels[0]
+    obs, goal = torch.zeros(3, OBS_DIM), torch.zeros(3, SPACES[0].goal_dim)
+    action = torch.zeros(3, SPACES[0].act_dim)
+    first, second = level.critic.both(obs, goal, action)
+    assert torch.equal(level.critic(obs, goal, action), first)
+    assert not torch.equal(first, second)  # two networks, initialised apart
 
 
 @pytest.mark.parametrize("asked,levels,expected", [(1, 3, 1), (2, 3, 2), (5, 2, 2), (4, 1, 1)])

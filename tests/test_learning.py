@@ -75,6 +75,13 @@ def test_networks_with_layer_norm_learn_it_too(tmp_path, point_mass_yaml):
 
 
 @UNSHIPPED
+def test_twin_critics_learn_it_too(tmp_path, point_mass_yaml):
+    """learner.twin_critics=true: both levels bootstrap from the smaller of two critics."""
+    records = train(tmp_path, point_mass_yaml, "learner.twin_critics=true")
+    assert records[-1]["eval/success_rate"] >= 0.9
+
+
+@UNSHIPPED
 def test_a_top_level_replaying_rising_episodes_more_often_learns_it_too(tmp_path,
                                                                          point_mass_yaml):
     """replay.lift_priority=4 on the goal's y (a stand-in for height): the top level's rows are

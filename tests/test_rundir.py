@@ -99,6 +99,8 @@ def every_file(run_dir):
     ("learner.hidden=[32]", "learner.hidden is [32] but the run being resumed used [64, 64]"),
     ("learner.top_hidden=[32]", "learner.top_hidden is [32] but the run being resumed used None"),
     ("learner.layer_norm=true", "learner.layer_norm is True but the run being resumed used False"),
+    ("learner.twin_critics=true", "learner.twin_critics is True but the run being resumed "
+                                  "used False"),
     ("replay.lift_priority=2.0", "replay.lift_priority is 2.0 but the run being resumed used 0.0"),
     ("replay.her_at_sample=true", "replay.her_at_sample is True but the run being resumed "
                                   "used False"),

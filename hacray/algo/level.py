@@ -38,7 +38,8 @@ class Level:
         hidden = config.hidden if hidden is None else hidden
         norm = config.layer_norm
         self.actor = Actor(obs_dim, space.goal_dim, space.act_dim, hidden, norm).to(device)
-        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, hidden, norm).to(device)
+        self.critic = Critic(obs_dim, space.goal_dim, space.act_dim, hidden, norm,
+                             config.twin_critics).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.fused = use_fused_adam(device)
@@ -136,11 +137,13 @@ def learn(level: Level, index: int, batch: dict[str, torch.Tensor],
     goal = normalise(batch["goal"], goal_mean, goal_std, config)
     action = (batch["action"] - level.act_centre) / level.act_half
     with torch.no_grad():
-        next_q = level.critic_target(next_obs, goal, level.actor_target(next_obs, goal))
+        next_q = level.critic_target.bootstrap(next_obs, goal,
+                                               level.actor_target(next_obs, goal))
         target = torch.clamp(batch["reward"] + batch["discount"] * next_q,
                              level.space.q_low, 0.0)
-    q = level.critic(obs, goal, action)
-    critic_loss = torch.mean((q - target) ** 2)
+    qs = level.critic.both(obs, goal, action)
+    q = qs[0]
+    critic_loss = sum(torch.mean((head - target) ** 2) for head in qs)
     critic_ok = guarded_step(level.critic_opt, critic_loss, level.critic, deferred)
     if critic_ok is False:
         return None

@@ -40,16 +40,33 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Q(obs, goal, action) with the action scaled to [-1, 1]."""
+    """Q(obs, goal, action) with the action scaled to [-1, 1]. With ``twin``, a second
+    network of the same shape beside it (TD3's clipped double Q, Fujimoto et al. 2018): both
+    learn the same targets, which bootstrap from the smaller of the two; the actor climbs the
+    first alone (``forward``)."""
 
     def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int],
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, twin: bool = False):
         super().__init__()
         self.net = mlp(obs_dim + goal_dim + act_dim, hidden, 1, layer_norm)
+        self.twin = mlp(obs_dim + goal_dim + act_dim, hidden, 1, layer_norm) if twin else None
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor, action: torch.Tensor
                 ) -> torch.Tensor:
         return self.net(torch.cat([obs, goal, action], dim=-1)).squeeze(-1)
+
+    def both(self, obs: torch.Tensor, goal: torch.Tensor, action: torch.Tensor
+             ) -> tuple[torch.Tensor, ...]:
+        """Every network's Q: (first,) or (first, twin)."""
+        rows = torch.cat([obs, goal, action], dim=-1)
+        nets = (self.net,) if self.twin is None else (self.net, self.twin)
+        return tuple(net(rows).squeeze(-1) for net in nets)
+
+    def bootstrap(self, obs: torch.Tensor, goal: torch.Tensor, action: torch.Tensor
+                  ) -> torch.Tensor:
+        """The value a target bootstraps from: Q, or with a twin the smaller of the two."""
+        values = self.both(obs, goal, action)
+        return values[0] if len(values) == 1 else torch.minimum(*values)
 
 
 def export_actor(actor: Actor) -> dict[str, np.ndarray]:
