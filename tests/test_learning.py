@@ -68,16 +68,12 @@ def test_a_top_level_with_its_own_network_size_learns_it_too(tmp_path, point_mas
 
 
 @UNSHIPPED
-def test_networks_with_layer_norm_learn_it_too(tmp_path, point_mass_yaml):
-    """learner.layer_norm=true: the learner's torch networks and the workers' numpy actors."""
-    records = train(tmp_path, point_mass_yaml, "learner.layer_norm=true")
-    assert records[-1]["eval/success_rate"] >= 0.9
-
-
-@UNSHIPPED
-def test_twin_critics_learn_it_too(tmp_path, point_mass_yaml):
-    """learner.twin_critics=true: both levels bootstrap from the smaller of two critics."""
-    records = train(tmp_path, point_mass_yaml, "learner.twin_critics=true")
+@pytest.mark.parametrize("switch", [
+    "learner.layer_norm=true",    # in the learner's torch networks and the workers' numpy actors
+    "learner.twin_critics=true",  # every level bootstraps from the smaller of two critics
+])
+def test_network_switches_learn_it_too(tmp_path, point_mass_yaml, switch):
+    records = train(tmp_path, point_mass_yaml, switch)
     assert records[-1]["eval/success_rate"] >= 0.9
 
 
