@@ -37,6 +37,12 @@ object's offset from the goal (x, y, z; median over the near misses); with gripp
 ``near_miss_gripper_to_subgoal_median`` (how far the gripper ended from that subgoal): whether
 the top level aims short, or the level below stops short of where it aims.
 
+``outcomes_by_goal_distance``: every outcome's fraction, and the episode count ``n``, within
+bands of how far the goal lay from the object's start in the table plane (``--goal-bands``,
+metres); ``peak_object_speed_median``: per outcome, the median of the object's top speed in the
+table plane (metres per env step). On Slide they tell a goal beyond the strikes the policy can
+make (short, at the arm's top speed: ``benchmarks/slide_reach.py``) from an imprecise strike.
+
 ``lifted_steps``: the fraction of all env steps with the object that high (how much of a run's
 experience shows it lifted). ``--explore`` plays the episodes as training does (exploration
 noise, random actions, subgoal tests; its own seeded rng), to compare what a policy does when it
@@ -181,6 +187,30 @@ def distance_shares(distances: list[float], threshold: float) -> dict[str, float
     return {name: round(float(c) / len(distances), 3) for name, c in zip(names, counts)}
 
 
+def band_name(value: float, edges: list[float]) -> str:
+    """The band of ``edges`` (ascending) that ``value`` lies in: ``<e0``, ``e0-e1``, ..., or
+    ``>=en`` (a value on an edge: the band above)."""
+    i = int(np.searchsorted(edges, value, side="right"))
+    if i == 0:
+        return f"<{edges[0]:g}"
+    return f">={edges[-1]:g}" if i == len(edges) else f"{edges[i - 1]:g}-{edges[i]:g}"
+
+
+def outcomes_by_band(values: list[float], kinds: list[str], edges: list[float],
+                     names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per band of ``edges`` that holds an episode (in the bands' order): its count ``n`` and
+    each outcome's share among its episodes."""
+    bands: dict[str, list[str]] = {}
+    for value, kind in sorted(zip(values, kinds)):
+        bands.setdefault(band_name(value, edges), []).append(kind)
+    return {band: {"n": len(ks), **fractions(ks, names)} for band, ks in bands.items()}
+
+
+def peak_speed(path: np.ndarray) -> float:
+    """The object's top speed in the table plane over an episode (metres per env step)."""
+    return float(np.linalg.norm(np.diff(path[:, :2], axis=0), axis=1).max())
+
+
 def toward(offset: np.ndarray, goal: np.ndarray, centre: np.ndarray) -> float:
     """Cosine between ``offset`` (where the object ended, less the goal) and goal -> centre."""
     to_centre = centre - goal
@@ -222,12 +252,18 @@ def main(argv: Optional[list[str]] = None) -> dict:
                         help="play with this agent setting changed (repeatable)")
     parser.add_argument("--grasped", action="store_true", help="start every episode with the "
                         "object in the gripper (env.grasp_start's start)")
+    parser.add_argument("--goal-bands", type=float, nargs="+", default=[0.15, 0.3, 0.45, 0.6],
+                        help="edges (metres) of the bands of the goal's distance from the "
+                        "object's start that outcomes_by_goal_distance splits the episodes by")
     parser.add_argument("--seed-offset", type=int, default=1000)
     parser.add_argument("--level0-speed", type=float, default=1.0, help="multiply the lowest "
                         "level's actions by this at play time (a counterfactual; 1: as trained)")
     args = parser.parse_args(argv)
     if not 0 < args.level0_speed <= 1:
         parser.error(f"--level0-speed must be in (0, 1], not {args.level0_speed}")
+    if any(b <= a for a, b in zip(args.goal_bands, args.goal_bands[1:])) or min(
+            args.goal_bands) <= 0:
+        parser.error(f"--goal-bands must be positive and ascending, not {args.goal_bands}")
     loaded = load_policy(args.target)
     config = loaded.config
     if not config.env.id.startswith(OBJECT_TASKS):
@@ -256,6 +292,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     approach: dict[str, list[float]] = {}
     lifts_by_kind: dict[str, list[bool]] = {}
     ends: list[float] = []
+    goal_distances: list[float] = []
+    peaks: dict[str, list[float]] = {}
     towards: list[float] = []
     near: dict[str, list] = {"offset": [], "subgoal": [], "gripper": []}
     low, high = config.env.subgoal_low, config.env.subgoal_high
@@ -273,6 +311,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
             kind = outcome(path, goal, bool(episode.stats.success), args.touch,
                            args.threshold)
             outcomes.append(kind)
+            goal_distances.append(float(np.linalg.norm((goal - path[0])[:2])))
+            peaks.setdefault(kind, []).append(peak_speed(path))
             lifts.append(lifted(path, args.lift))
             where = goal_kind(env.spec, goal)
             if where:
@@ -323,6 +363,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     **{f"success_{k}": v["success"] for k, v in by_goal.items()},
                     **{f"untouched_{k}": v["untouched"] for k, v in by_goal.items()},
                     "outcomes_by_goal": by_goal,
+                    "outcomes_by_goal_distance": outcomes_by_band(goal_distances, outcomes,
+                                                                  args.goal_bands, kinds),
+                    "peak_object_speed_median": {k: round(float(np.median(v)), 4)
+                                                 for k, v in sorted(peaks.items())},
                     "lifted_by_goal": {k: round(float(np.mean(v)), 3)
                                        for k, v in sorted(lifts_by_kind.items())},
                     **{f"gripper_object_closest_median_{k}": round(float(np.median(v)), 3)

@@ -696,3 +696,61 @@ def test_replay_lift_reports_each_level_and_refuses_a_run_without_snapshots(tmp_
     assert json.loads(capsys.readouterr().out)["snapshot"] == path.name
     with pytest.raises(SystemExit, match="no replay snapshot in"):
         lift.main([str(tmp_path / "nothing")])
+
+
+@pytest.mark.parametrize("value,expected", [
+    (0.1, "<0.15"), (0.15, "0.15-0.3"), (0.44, "0.3-0.45"), (0.6, ">=0.6"), (0.9, ">=0.6")])
+def test_object_failures_names_the_goal_distance_band(value, expected):
+    assert _script("object_failures").band_name(value, [0.15, 0.3, 0.45, 0.6]) == expected
+
+
+def test_object_failures_splits_outcomes_by_goal_distance_in_band_order():
+    got = _script("object_failures").outcomes_by_band(
+        [0.7, 0.2, 0.25, 0.65, 0.1], ["short", "success", "short", "short", "success"],
+        [0.15, 0.6], ("success", "short"))
+    assert list(got) == ["<0.15", "0.15-0.6", ">=0.6"]
+    assert got["0.15-0.6"] == {"n": 2, "success": 0.5, "short": 0.5}
+    assert got[">=0.6"] == {"n": 2, "success": 0.0, "short": 1.0}
+
+
+def test_object_failures_takes_the_top_speed_in_the_table_plane():
+    path = np.array([[0, 0, 0.42], [0.03, 0.04, 0.42], [0.04, 0.04, 0.30], [0.04, 0.04, 0.30]])
+    assert _script("object_failures").peak_speed(path) == pytest.approx(0.05)  # not the fall
+
+
+@pytest.mark.parametrize("gripper,phase,expected", [
+    ([1.2, 0.75, 0.60], "above", [-1.0, 0.0, -1.0]),     # far off: full speed, clipped
+    ([1.14, 0.75, 0.485], "down", [0.0, 0.0, -1.0]),     # above the strike point: down
+    ([1.14, 0.75, 0.425], "strike", [1.0, 0.0, 0.0]),    # there: along the puck -> goal line
+])
+def test_slide_reach_strikes_from_behind_the_puck_along_the_line_to_the_goal(
+        gripper, phase, expected):
+    reach = _script("slide_reach")
+    striker = reach.Striker(np.array([1.2, 0.75, 0.425]), np.array([1.6, 0.75, 0.425]),
+                            back=0.06, steps=2)
+    if phase != "above":  # the waypoints before it were reached
+        striker.phase = "down"
+    obs = np.zeros(25, np.float32)
+    obs[:3] = gripper
+    np.testing.assert_allclose(striker.act(obs)[:3], expected, atol=1e-6)
+    assert striker.phase == phase
+
+
+def test_slide_reach_holds_still_after_its_strike_steps():
+    reach = _script("slide_reach")
+    striker = reach.Striker(np.array([1.2, 0.75, 0.425]), np.array([1.2, 1.05, 0.425]),
+                            back=0.06, steps=2)
+    striker.phase = "strike"
+    obs = np.zeros(25, np.float32)
+    moves = [striker.act(obs)[:3].tolist() for _ in range(3)]
+    assert moves == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.mujoco
+def test_slide_reach_sends_the_puck_further_with_a_full_speed_strike(capsys):
+    """Two episodes: a strike held for 2 steps carries the puck further than one of 1 step."""
+    report = _script("slide_reach").main(["--episodes", "2", "--steps", "1", "2",
+                                          "--back", "0.06"])
+    assert [r["struck"] for r in report] == [1.0, 1.0]
+    assert report[1]["travel_median"] > report[0]["travel_median"] > 0.05
+    assert len(capsys.readouterr().out.splitlines()) == 2
