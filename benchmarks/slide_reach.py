@@ -26,12 +26,11 @@ import numpy as np
 from hacray.config import EnvConfig
 from hacray.envs import make_env
 from hacray.errors import run_script
+from object_failures import GRIPPER, OBJECT as PUCK, TABLE_TOP_Z  # Fetch's layout, table height
 
-GRIPPER, PUCK = slice(0, 3), slice(3, 6)   # Fetch observation layout
 STEP = 0.05          # metres of gripper motion per unit action (Fetch's action scale)
 NEAR = 0.01          # metres: close enough to a waypoint
 ABOVE = 0.06         # metres above the puck's height on the way to the strike point
-TABLE_TOP_Z = 0.4
 
 
 class Striker:
